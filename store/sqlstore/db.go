@@ -1,0 +1,222 @@
+// Package sqlstore implements the store interfaces once, over database/sql,
+// for both SQLite and PostgreSQL. What differs between the two databases is
+// gathered in a Dialect that each back-end package supplies.
+//
+// Queries are written with ? placeholders and rebound to $n for PostgreSQL.
+// Times are stored as microseconds since the Unix epoch in BIGINT columns on
+// both databases, so comparisons and indexes behave the same everywhere and
+// no time zone ever enters the database.
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"sluice/store"
+)
+
+// Dialect is what one database does differently.
+type Dialect struct {
+	// Name is sqlite or postgres.
+	Name string
+	// Dollar selects $1, $2... placeholders instead of ?.
+	Dollar bool
+	// Classify maps a driver error to store.ErrConflict or
+	// store.ErrConstraint when it is one, or returns nil.
+	Classify func(error) error
+	// Retryable reports a transient error after which the whole
+	// transaction may be run again (serialization failure, busy database).
+	Retryable func(error) bool
+	// Migrations holds NNNN_name.sql files, applied in order.
+	Migrations fs.FS
+	// MigrationLock, when set, runs first in the migration transaction to
+	// keep concurrent replicas from migrating at once.
+	MigrationLock string
+	// ReadTx configures read-only transactions; nil means sql.DB.Begin.
+	ReadTx *sql.TxOptions
+}
+
+// DB is a store.Store over one database.
+type DB struct {
+	write, read *sql.DB
+	d           Dialect
+	migrations  []migration
+	rebound     sync.Map // query text -> dialect text
+}
+
+var _ store.Store = (*DB)(nil)
+
+// New wraps open database handles. read may be the same handle as write; a
+// separate read pool lets SQLite serve readers beside its single writer.
+func New(write, read *sql.DB, d Dialect) (*DB, error) {
+	ms, err := loadMigrations(d.Migrations)
+	if err != nil {
+		return nil, err
+	}
+	return &DB{write: write, read: read, d: d, migrations: ms}, nil
+}
+
+// Driver names the database.
+func (db *DB) Driver() string { return db.d.Name }
+
+// SQL returns the read-write handle, for back-end specific work (backups,
+// bulk loads) that the repositories do not cover.
+func (db *DB) SQL() *sql.DB { return db.write }
+
+// Close closes both pools.
+func (db *DB) Close() error {
+	err := db.write.Close()
+	if db.read != db.write {
+		if rerr := db.read.Close(); err == nil {
+			err = rerr
+		}
+	}
+	return err
+}
+
+// maxAttempts bounds the retries of a transaction that keeps conflicting;
+// past it the caller gets the error (and an HTTP client retries later).
+const maxAttempts = 12
+
+// Tx runs fn in a read-write transaction, retrying on transient conflicts.
+func (db *DB) Tx(ctx context.Context, fn func(store.Tx) error) error {
+	return db.run(ctx, db.write, nil, fn)
+}
+
+// Read runs fn in a read-only transaction.
+func (db *DB) Read(ctx context.Context, fn func(store.Tx) error) error {
+	return db.run(ctx, db.read, db.d.ReadTx, fn)
+}
+
+func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(store.Tx) error) error {
+	backoff := 2 * time.Millisecond
+	for attempt := 1; ; attempt++ {
+		err := db.once(ctx, pool, opts, fn)
+		if err == nil || attempt == maxAttempts || !db.d.Retryable(err) || ctx.Err() != nil {
+			return err
+		}
+		// Full jitter keeps replicas that collided from colliding again.
+		sleep := time.Duration(rand.Int64N(int64(backoff))) + time.Millisecond
+		select {
+		case <-time.After(sleep):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		if backoff < 200*time.Millisecond {
+			backoff *= 2
+		}
+	}
+}
+
+func (db *DB) once(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(store.Tx) error) (err error) {
+	sqlTx, err := pool.BeginTx(ctx, opts)
+	if err != nil {
+		return fmt.Errorf("begin transaction: %w", db.wrap(err))
+	}
+	t := &tx{db: db, tx: sqlTx}
+	defer func() {
+		if p := recover(); p != nil {
+			sqlTx.Rollback()
+			panic(p)
+		}
+		if err != nil {
+			sqlTx.Rollback()
+		}
+	}()
+	if err = fn(t); err != nil {
+		return err
+	}
+	if err = sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", db.wrap(err))
+	}
+	return nil
+}
+
+// wrap maps driver errors to the store's sentinels, keeping the original
+// text for the log.
+func (db *DB) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, sql.ErrNoRows) {
+		return store.ErrNotFound
+	}
+	if s := db.d.Classify(err); s != nil {
+		return fmt.Errorf("%w: %v", s, err)
+	}
+	return err
+}
+
+// Retryable reports whether err (as returned by Tx) was a transient
+// conflict, for callers that retry at a higher level.
+func (db *DB) Retryable(err error) bool { return db.d.Retryable(err) }
+
+// rebind turns ? placeholders into the dialect's form, caching the result.
+func (db *DB) rebind(q string) string {
+	if !db.d.Dollar {
+		return q
+	}
+	if v, ok := db.rebound.Load(q); ok {
+		return v.(string)
+	}
+	var b strings.Builder
+	n := 0
+	for i := 0; i < len(q); i++ {
+		if q[i] == '?' {
+			n++
+			fmt.Fprintf(&b, "$%d", n)
+			continue
+		}
+		b.WriteByte(q[i])
+	}
+	out := b.String()
+	db.rebound.Store(q, out)
+	return out
+}
+
+// tx is a store.Tx.
+type tx struct {
+	db *DB
+	tx *sql.Tx
+}
+
+func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	r, err := t.tx.ExecContext(ctx, t.db.rebind(q), args...)
+	return r, t.db.wrap(err)
+}
+
+func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	r, err := t.tx.QueryContext(ctx, t.db.rebind(q), args...)
+	return r, t.db.wrap(err)
+}
+
+// row scans one row into dest, mapping no rows to store.ErrNotFound.
+func (t *tx) row(ctx context.Context, q string, args []any, dest ...any) error {
+	return t.db.wrap(t.tx.QueryRowContext(ctx, t.db.rebind(q), args...).Scan(dest...))
+}
+
+func (t *tx) Operators() store.Operators { return operators{t} }
+func (t *tx) Settings() store.Settings   { return settings{t} }
+
+// micros stores a time; zero times are stored as 0.
+func micros(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMicro()
+}
+
+// fromMicros reads a stored time back, in UTC.
+func fromMicros(us int64) time.Time {
+	if us == 0 {
+		return time.Time{}
+	}
+	return time.UnixMicro(us).UTC()
+}
