@@ -1,0 +1,70 @@
+package wmbus
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"math"
+	"os"
+	"testing"
+)
+
+type vector struct {
+	Meter    string  `json:"meter"`
+	ID       string  `json:"id"`
+	Security string  `json:"security"`
+	Key      string  `json:"key"`
+	Telegram string  `json:"telegram"`
+	TotalM3  float64 `json:"total_m3"`
+}
+
+func loadVectors(t testing.TB) []vector {
+	t.Helper()
+	b, err := os.ReadFile("testdata/telegrams.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var f struct{ Telegrams []vector }
+	if err := json.Unmarshal(b, &f); err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Telegrams) == 0 {
+		t.Fatal("no vectors")
+	}
+	return f.Telegrams
+}
+
+func mustHex(t testing.TB, s string) []byte {
+	t.Helper()
+	b, err := hex.DecodeString(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestVectors decodes every published telegram: meter id, manufacturer and
+// total volume must be those the meter displayed.
+func TestVectors(t *testing.T) {
+	wantMfct := map[string]string{
+		"76348799": "KAM", "88888888": "APA", "19228217": "KDN",
+		"20096221": "DWZ", "61070071": "AAA", "64745666": "DME",
+	}
+	for _, v := range loadVectors(t) {
+		t.Run(v.Meter, func(t *testing.T) {
+			tg, err := DecodeHex(v.Telegram, mustHex(t, v.Key))
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if tg.ID() != v.ID {
+				t.Errorf("id = %s, want %s", tg.ID(), v.ID)
+			}
+			if got := tg.Meter.Manufacturer; got != wantMfct[v.ID] {
+				t.Errorf("manufacturer = %s, want %s", got, wantMfct[v.ID])
+			}
+			m3, ok := tg.TotalVolume()
+			if !ok || math.Abs(m3-v.TotalM3) > 1e-9 {
+				t.Errorf("total = %v (%v), want %v", m3, ok, v.TotalM3)
+			}
+		})
+	}
+}
