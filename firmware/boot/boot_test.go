@@ -1,0 +1,297 @@
+package boot
+
+import (
+	"bytes"
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"strconv"
+	"testing"
+
+	"sluice/firmware"
+)
+
+func key(n byte) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte{'b', 'o', 'o', 't', n})
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// image signs a 1000-byte application (four write chunks) marked with ver.
+func image(t testing.TB, k ed25519.PrivateKey, major uint8, counter uint32) []byte {
+	t.Helper()
+	app := bytes.Repeat([]byte{major}, 1000)
+	img, err := firmware.Sign(app, k, firmware.SignOptions{Version: firmware.Version{Major: major}, SecurityCounter: counter})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return img
+}
+
+func loader(t testing.TB, f Flash) *Loader {
+	t.Helper()
+	v, err := firmware.NewVerifier(key(1).Public())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return New(f, v)
+}
+
+const slotSize, stateSize = 2048, 64
+
+// factory returns a flash running version 1 (counter 1).
+func factory(t testing.TB) *MemFlash {
+	t.Helper()
+	f := NewMemFlash(slotSize, stateSize)
+	l := loader(t, f)
+	if _, err := l.Install(image(t, key(1), 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Boot()
+	if err != nil || b.Image.Header.Version.Major != 1 || !b.Updated {
+		t.Fatalf("factory boot: %+v %v", b, err)
+	}
+	return f
+}
+
+func TestUpdate(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	st, _ := l.State()
+	if st.Active != SlotB || st.Pending != NoSlot || st.SecurityCounter != 1 {
+		t.Fatalf("after factory: %+v", st)
+	}
+	if _, err := l.Install(image(t, key(1), 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = l.State()
+	if st.Active != SlotB || st.Pending != SlotA {
+		t.Fatalf("after install: %+v", st)
+	}
+	b, err := l.Boot()
+	if err != nil || b.Slot != SlotA || b.Image.Header.Version.Major != 2 || !b.Updated {
+		t.Fatalf("boot: %+v %v", b, err)
+	}
+	st, _ = l.State()
+	if st.Active != SlotA || st.Pending != NoSlot || st.SecurityCounter != 2 {
+		t.Fatalf("after boot: %+v", st)
+	}
+	// A second boot runs the same image and writes nothing.
+	ops := f.Ops()
+	if b, err := l.Boot(); err != nil || b.Slot != SlotA || b.Updated {
+		t.Fatalf("reboot: %+v %v", b, err)
+	}
+	if f.Ops() != ops {
+		t.Errorf("a plain boot wrote to flash")
+	}
+}
+
+func TestDowngradeRefused(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	if _, err := l.Install(image(t, key(1), 3, 5)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	ops := f.Ops()
+	// A higher version with a lower counter is still a downgrade.
+	if _, err := l.Install(image(t, key(1), 9, 4)); !errors.Is(err, ErrDowngrade) {
+		t.Fatalf("install counter 4 after 5: %v", err)
+	}
+	if f.Ops() != ops {
+		t.Errorf("refused install wrote to flash")
+	}
+	// Equal counter is allowed (a rebuild of the same security level).
+	if _, err := l.Install(image(t, key(1), 4, 5)); err != nil {
+		t.Fatalf("install equal counter: %v", err)
+	}
+}
+
+// An attacker with a programmer writes an old signed image into the
+// inactive slot and a state record marking it pending: Boot refuses it.
+func TestDowngradeByFlashWrite(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	l.Install(image(t, key(1), 2, 2))
+	l.Boot() // active A, counter 2; B still holds version 1 (counter 1)
+	st, _ := l.State()
+	if _, err := l.setState(State{Active: st.Active, Pending: SlotB, SecurityCounter: st.SecurityCounter}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Boot()
+	if err != nil || b.Slot != SlotA || b.Image.Header.Version.Major != 2 {
+		t.Fatalf("boot: %+v %v", b, err)
+	}
+	// Damage the active image: the old image in B is not a fallback.
+	f.Corrupt(SlotA, 40)
+	if _, err := l.Boot(); !errors.Is(err, ErrNoBootable) {
+		t.Fatalf("fallback to older counter: %v", err)
+	}
+}
+
+// With equal counters the other slot is a valid fallback.
+func TestFallback(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	l.Install(image(t, key(1), 2, 1))
+	l.Boot()
+	f.Corrupt(SlotA, 100)
+	b, err := l.Boot()
+	if err != nil || b.Slot != SlotB || b.Image.Header.Version.Major != 1 {
+		t.Fatalf("fallback: %+v %v", b, err)
+	}
+	st, _ := l.State()
+	if st.Active != SlotB {
+		t.Errorf("state not moved to B: %+v", st)
+	}
+}
+
+func TestBadImages(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	ops := f.Ops()
+	if _, err := l.Install(image(t, key(2), 2, 2)); !errors.Is(err, firmware.ErrKeyHash) {
+		t.Errorf("foreign key: %v", err)
+	}
+	bad := image(t, key(1), 2, 2)
+	bad[50] ^= 1
+	if _, err := l.Install(bad); !errors.Is(err, firmware.ErrHashMismatch) {
+		t.Errorf("modified: %v", err)
+	}
+	if _, err := l.Install(make([]byte, slotSize+1)); err == nil {
+		t.Errorf("junk accepted")
+	}
+	if f.Ops() != ops {
+		t.Errorf("refused images wrote to flash")
+	}
+	big, _ := firmware.Sign(make([]byte, slotSize), key(1), firmware.SignOptions{SecurityCounter: 2})
+	if _, err := l.Install(big); !errors.Is(err, ErrTooLarge) {
+		t.Errorf("too large: %v", err)
+	}
+	// A pending slot whose image is damaged after install is dropped.
+	if _, err := l.Install(image(t, key(1), 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	f.Corrupt(SlotA, 33)
+	b, err := l.Boot()
+	if err != nil || b.Slot != SlotB || b.Updated {
+		t.Fatalf("boot with damaged pending: %+v %v", b, err)
+	}
+	if st, _ := l.State(); st.Pending != NoSlot || st.SecurityCounter != 1 {
+		t.Errorf("damaged pending left state %+v", st)
+	}
+}
+
+func TestBlankFlash(t *testing.T) {
+	l := loader(t, NewMemFlash(slotSize, stateSize))
+	if _, err := l.Boot(); !errors.Is(err, ErrNoBootable) {
+		t.Fatalf("blank: %v", err)
+	}
+}
+
+// update runs one update as the meter would, ignoring errors (power may be
+// cut anywhere in it).
+func update(l *Loader, img []byte) {
+	if _, err := l.Install(img); err == nil {
+		l.Boot()
+	}
+}
+
+// TestPowerCut cuts power at every flash operation of an update (install
+// and the boot that activates it), and then also at every operation of the
+// recovery boot after that cut. After power returns the meter must boot a
+// verified image, old or new, with a stored counter not above it; and a
+// retried update must then succeed.
+func TestPowerCut(t *testing.T) {
+	base := factory(t)
+	v2 := image(t, key(1), 2, 2)
+
+	probe := base.Clone()
+	before := probe.Ops()
+	update(loader(t, probe), v2)
+	steps := probe.Ops() - before
+	if steps < 8 {
+		t.Fatalf("an update takes only %d flash operations?", steps)
+	}
+	t.Logf("an update is %d flash operations", steps)
+
+	check := func(f *MemFlash, what string) uint8 {
+		t.Helper()
+		l := loader(t, f)
+		b, err := l.Boot()
+		if err != nil {
+			t.Fatalf("%s: no boot: %v", what, err)
+		}
+		major := b.Image.Header.Version.Major
+		if major != 1 && major != 2 {
+			t.Fatalf("%s: booted version %d", what, major)
+		}
+		st, _ := l.State()
+		if st.SecurityCounter > b.Image.SecurityCounter || st.Active != b.Slot || st.Pending != NoSlot {
+			t.Fatalf("%s: state %+v after booting %v counter %d", what, st, b.Slot, b.Image.SecurityCounter)
+		}
+		return major
+	}
+	var old, new int
+	for k := 0; k < steps; k++ {
+		f := base.Clone()
+		f.CutPowerAfter(k)
+		update(loader(t, f), v2)
+		f.Restore()
+		if check(f.Clone(), "cut at op "+strconv.Itoa(k)) == 1 {
+			old++
+		} else {
+			new++
+		}
+		// Cut again at every operation of the recovery boot.
+		for j := 0; ; j++ {
+			g := f.Clone()
+			g.CutPowerAfter(j)
+			before := g.Ops()
+			loader(t, g).Boot()
+			if g.Ops()-before <= j { // the boot finished before the cut
+				break
+			}
+			g.Restore()
+			check(g, "cut at op "+strconv.Itoa(k)+" then at recovery op "+strconv.Itoa(j))
+		}
+		// The retried update lands.
+		update(loader(t, f), v2)
+		if check(f, "retry after cut at op "+strconv.Itoa(k)) != 2 {
+			t.Fatalf("retry after cut at op %d did not install version 2", k)
+		}
+	}
+	t.Logf("after a cut: %d times the old image booted, %d times the new", old, new)
+	if old == 0 || new == 0 {
+		t.Errorf("cuts should land on both sides of the commit point")
+	}
+}
+
+func TestRecordCodec(t *testing.T) {
+	st := State{Seq: 9, Active: SlotB, Pending: SlotA, SecurityCounter: 77}
+	rec := encodeRecord(st)
+	if got, ok := decodeRecord(rec); !ok || got != st {
+		t.Fatalf("round trip: %+v %v", got, ok)
+	}
+	for i := range rec {
+		bad := bytes.Clone(rec)
+		bad[i] ^= 0x10
+		if _, ok := decodeRecord(bad); ok {
+			t.Errorf("flip at %d accepted", i)
+		}
+	}
+	if _, ok := decodeRecord(encodeRecord(State{Active: SlotA, Pending: SlotA})); ok {
+		t.Error("pending == active accepted")
+	}
+}
+
+func BenchmarkBoot(b *testing.B) {
+	f := factory(b)
+	l := loader(b, f)
+	for b.Loop() {
+		if _, err := l.Boot(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
