@@ -41,17 +41,6 @@ const (
 	macSize = 8 // truncated CMAC
 )
 
-// an10922 diversifies an AES-128 key as NXP AN10922 section 2.2 does:
-// K_div = CMAC(K, 0x01 || M), M being at most 31 bytes. AN10922's padding of
-// short M (80 00.. and subkey K2) is exactly CMAC's own, so the whole scheme is
-// one CMAC call.
-func an10922(key, m []byte) ([]byte, error) {
-	if len(m) == 0 || len(m) > 31 {
-		return nil, fmt.Errorf("card: diversification input of %d bytes, want 1..31", len(m))
-	}
-	return cmac.Sum(key, append([]byte{0x01}, m...))
-}
-
 // rotl returns b rotated left by one byte (RndA' and RndB').
 func rotl(b []byte) []byte {
 	return append(clone(b[1:]), b[0])
