@@ -1,0 +1,241 @@
+package meter
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+)
+
+// Keypad entries. A token is 20 digits; spaces and dashes, which customers
+// copy from receipts, are ignored. A short code is '*' or '#', one or two
+// digits, and an optional closing '#': it asks the display for something.
+const (
+	CodeCredit    = 1 // show credit
+	CodeEmergency = 2 // request emergency credit
+	CodeLastEvent = 3 // show the newest event
+	CodeVolume    = 4 // show the forward register
+	CodeMeterID   = 5 // show the meter number
+	CodeStatus    = 6 // show valve, tamper and lockout status
+)
+
+// Entry is one parsed keypad entry: a token or a short code.
+type Entry struct {
+	Token string // 20 digits, or empty
+	Code  int    // short code when Token is empty
+}
+
+// maxEntry bounds what the keypad buffer holds, as on a real meter.
+const maxEntry = 64
+
+// ParseEntry parses what was typed before the enter key.
+func ParseEntry(s string) (Entry, error) {
+	if len(s) > maxEntry {
+		return Entry{}, fmt.Errorf("%w: keypad entry: longer than %d characters", ErrFormat, maxEntry)
+	}
+	s = strings.TrimSpace(s)
+	if s != "" && (s[0] == '*' || s[0] == '#') {
+		body := strings.TrimSuffix(s[1:], "#")
+		if len(body) < 1 || len(body) > 2 || !allDigits(body) {
+			return Entry{}, fmt.Errorf("%w: keypad entry: short code %q is not '*' and 1-2 digits", ErrFormat, s)
+		}
+		code := int(body[0] - '0')
+		if len(body) == 2 {
+			code = code*10 + int(body[1]-'0')
+		}
+		return Entry{Code: code}, nil
+	}
+	var d [20]byte
+	n := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '-':
+			continue
+		case c < '0' || c > '9':
+			return Entry{}, fmt.Errorf("%w: keypad entry: character %q at %d is not a digit", ErrFormat, c, i)
+		case n == len(d):
+			return Entry{}, fmt.Errorf("%w: keypad entry: more than 20 digits", ErrFormat)
+		}
+		d[n] = c
+		n++
+	}
+	if n != len(d) {
+		return Entry{}, fmt.Errorf("%w: keypad entry: %d digits, a token has 20", ErrFormat, n)
+	}
+	return Entry{Token: string(d[:])}, nil
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// Display is what the meter shows after an entry.
+type Display struct {
+	Text string
+}
+
+// Keypad handles one entry typed on the keypad.
+func (m *Meter) Keypad(now time.Time, line string) (Display, error) {
+	e, err := ParseEntry(line)
+	if err != nil {
+		return Display{"Err format"}, err
+	}
+	if e.Token != "" {
+		out, err := m.EnterToken(now, e.Token)
+		switch {
+		case errors.Is(err, ErrLocked):
+			return Display{fmt.Sprintf("Locked %s", time.Unix(m.s.LockedUntil, 0).Sub(now).Round(time.Second))}, err
+		case err != nil:
+			return Display{"Reject " + ReasonOf(err).String()}, err
+		case out.Kind == TokenCredit:
+			return Display{fmt.Sprintf("Accept +%d %s, credit %d", out.Amount, out.Unit, m.s.Core.Credit)}, nil
+		case out.Kind == TokenKeyPart:
+			return Display{"Accept 1/2 key"}, nil
+		}
+		return Display{"Accept"}, nil
+	}
+	s := &m.s
+	switch e.Code {
+	case CodeCredit:
+		return Display{fmt.Sprintf("Credit %d %s", s.Core.Credit, s.Params.Unit)}, nil
+	case CodeEmergency:
+		ok, err := m.RequestEmergency(now)
+		if err != nil {
+			return Display{"Error"}, err
+		}
+		if !ok {
+			return Display{"No emergency credit"}, nil
+		}
+		return Display{fmt.Sprintf("Emergency %d %s", s.Params.EmergencyCredit, s.Params.Unit)}, nil
+	case CodeLastEvent:
+		if len(s.Events) == 0 {
+			return Display{"No events"}, nil
+		}
+		return Display{s.Events[len(s.Events)-1].String()}, nil
+	case CodeVolume:
+		return Display{fmt.Sprintf("Volume %d L", s.Core.Forward)}, nil
+	case CodeMeterID:
+		return Display{fmt.Sprintf("Meter %d", s.ID)}, nil
+	case CodeStatus:
+		return Display{m.Snapshot().StatusText(now)}, nil
+	}
+	return Display{"Err code"}, fmt.Errorf("%w: keypad entry: unknown short code %d", ErrFormat, e.Code)
+}
+
+// lockoutUntil is when the keypad unlocks after f consecutive rejected
+// tokens: free tries first, then Base seconds doubling with each further
+// rejection up to Max. Thirteen doublings of a minute pass a day, so a
+// guesser soon gets one try a day.
+func (p *Params) lockoutUntil(now time.Time, f uint16) int64 {
+	if f <= uint16(p.LockoutFree) || p.LockoutBase == 0 {
+		return 0
+	}
+	d := uint64(p.LockoutBase)
+	for i := uint16(p.LockoutFree) + 1; i < f && d < uint64(p.LockoutMax); i++ {
+		d *= 2
+	}
+	d = min(d, uint64(p.LockoutMax))
+	return now.Unix() + int64(d)
+}
+
+// EnterToken offers one 20-digit STS token.
+//
+// The rejection counter is charged before the token is decoded and the
+// charge committed: a guesser who cuts the power after each attempt, to
+// beat the lockout, pays for the attempt anyway. Acceptance refunds it, and
+// so do rejections that prove knowledge of a once-valid token (used, old,
+// wrong unit), which a customer makes by mistake and a guesser cannot.
+func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
+	if m.halt != nil {
+		return TokenOutcome{}, m.halt
+	}
+	if m.deps.Tokens == nil {
+		return TokenOutcome{}, fmt.Errorf("%w: keypad tokens", ErrUnsupported)
+	}
+	if now.Unix() < m.s.LockedUntil {
+		return TokenOutcome{}, fmt.Errorf("%w until %s", ErrLocked, time.Unix(m.s.LockedUntil, 0).UTC().Format(time.RFC3339))
+	}
+	prev := struct {
+		f uint16
+		l int64
+	}{m.s.Failures, m.s.LockedUntil}
+	if err := m.update(func(s *state) error {
+		if s.Failures < math.MaxUint16 {
+			s.Failures++
+		}
+		s.LockedUntil = s.Params.lockoutUntil(now, s.Failures)
+		return nil
+	}); err != nil {
+		return TokenOutcome{}, err
+	}
+
+	var out TokenOutcome
+	var rej error
+	keyChanged := false
+	err := m.update(func(s *state) error {
+		var next []byte
+		var err error
+		out, next, err = m.deps.Tokens.Accept(s.Tokens, token, now)
+		if err == nil && out.Kind == TokenCredit && out.Unit != s.Params.Unit {
+			err = fmt.Errorf("%w: token credits %s, meter counts %s", ErrUnit, out.Unit, s.Params.Unit)
+		}
+		if err == nil && out.Kind == TokenCredit {
+			err = addCredit(s, now, out.Amount)
+		}
+		if err != nil {
+			r := ReasonOf(err)
+			if r == ReasonUsed || r == ReasonOld || r == ReasonUnit {
+				s.Failures, s.LockedUntil = prev.f, prev.l
+			}
+			s.log(now, EvTokenRejected, r, int64(out.TID))
+			if s.LockedUntil > now.Unix() {
+				s.log(now, EvLockout, ReasonNone, s.LockedUntil-now.Unix())
+			}
+			rej = err
+			return nil
+		}
+		s.Tokens = next
+		s.Failures, s.LockedUntil = 0, 0
+		var v int64
+		switch out.Kind {
+		case TokenCredit:
+			v = out.Amount
+		case TokenKeyChange:
+			keyChanged = true
+			s.log(now, EvKeyChanged, ReasonNone, 0)
+		case TokenClearCredit:
+			s.log(now, EvCreditCleared, ReasonNone, s.Core.Credit)
+			s.Core.Status &^= Emergency
+			s.logEffects(now, s.Core.Load(&s.Params, now, -s.Core.Credit), 0)
+		case TokenClearTamper:
+			s.log(now, EvTamperCleared, ReasonNone, int64(s.Core.Tamper))
+			s.CardFails = 0
+			s.logEffects(now, s.Core.ClearTamper(&s.Params, now, 0xFF), 0)
+		}
+		s.log(now, EvTokenAccepted, ReasonNone, v)
+		return nil
+	})
+	if err != nil {
+		return TokenOutcome{}, err
+	}
+	if rej != nil {
+		return TokenOutcome{}, rej
+	}
+	if keyChanged {
+		// Commit the same state once more so that the other bank, which
+		// still holds the old decoder key, is overwritten: a later dump
+		// must not yield a key the meter no longer uses. The change is
+		// already committed, so a power cut here loses nothing.
+		if err := m.update(func(*state) error { return nil }); err != nil {
+			return out, nil
+		}
+	}
+	return out, nil
+}

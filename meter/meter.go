@@ -1,0 +1,250 @@
+package meter
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+)
+
+// TokenDecoder is the STS meter-side decoder as the meter uses it: a pure
+// step from the decoder's persisted state and one 20-digit token to an
+// outcome and the next state. The meter journals that state with the credit,
+// so a token's TID enters the memory in the same commit as its credit.
+// Errors wrap one of the meter's sentinel errors (ErrCRC, ErrUsed, ErrOld,
+// ErrKey, ErrFormat, ErrUnsupported) so the meter can log the reason.
+type TokenDecoder interface {
+	Accept(state []byte, token string, now time.Time) (TokenOutcome, []byte, error)
+}
+
+// TokenKind is what an accepted token asks of the meter.
+type TokenKind uint8
+
+const (
+	TokenCredit      TokenKind = 1 + iota // add Amount in Unit
+	TokenKeyPart                          // one token of a key change set; nothing committed yet
+	TokenKeyChange                        // the set is complete and the new key is in the state
+	TokenClearCredit                      // clear credit to zero
+	TokenClearTamper                      // clear every tamper flag
+	TokenTest                             // class 1 test or display token: accepted, no state change
+	TokenSetting                          // a management token the decoder applied to its own state
+)
+
+// TokenOutcome is an accepted token.
+type TokenOutcome struct {
+	Kind   TokenKind
+	Amount int64 // TokenCredit: credit in Unit
+	Unit   Unit
+	TID    uint32 // token identifier (minutes since the base date)
+}
+
+// Source is where a voucher came from.
+type Source uint8
+
+const (
+	FromCard   Source = 1 + iota // read from a customer or engineer card
+	FromRemote                   // remote top-up downlink
+)
+
+// Deps are the meter's collaborators. Time is not one: every input carries
+// the meter's clock reading, so a run is a pure function of its inputs.
+type Deps struct {
+	Tokens TokenDecoder // nil: the meter takes no keypad tokens
+	Rand   io.Reader    // challenges for card sessions
+}
+
+// Provision is what the factory writes into a blank meter.
+type Provision struct {
+	ID     uint64
+	Params Params
+	Keys   Keys
+	Tokens []byte // initial STS decoder state (holds the decoder key)
+}
+
+// ErrProvisioned is returned by Format on storage that already holds a
+// meter: there is no "initialisation card" that re-keys a meter in the field.
+var ErrProvisioned = errors.New("meter: storage already provisioned")
+
+// Format writes the first journal record of a blank meter.
+func Format(st Storage, p Provision) error {
+	j, err := newJournal(st)
+	if err != nil {
+		return err
+	}
+	if _, err := j.load(); !errors.Is(err, ErrBlank) {
+		return ErrProvisioned
+	}
+	if p.ID == 0 {
+		return errors.New("meter: provision id: zero")
+	}
+	if len(p.Keys.Trusted) > MaxTrusted {
+		return fmt.Errorf("meter: provision keys: more than %d trusted keys", MaxTrusted)
+	}
+	if err := p.Params.validate(); err != nil {
+		return err
+	}
+	s := state{ID: p.ID, Params: p.Params, Keys: p.Keys, Tokens: p.Tokens}
+	s.Core.Settle(&s.Params, time.Time{})
+	return j.commit(s.marshal())
+}
+
+func (p *Params) validate() error {
+	switch {
+	case p.Unit != Litres && p.Unit != Minor:
+		return fmt.Errorf("meter: params unit: unknown unit %d", p.Unit)
+	case p.Unit == Minor && p.Price == 0:
+		return errors.New("meter: params price: a Minor meter needs a price")
+	case p.NightStart >= 24*60 || p.NightEnd >= 24*60:
+		return errors.New("meter: params night: minute of day out of range")
+	case len(p.Holidays) > MaxHolidays:
+		return fmt.Errorf("meter: params holidays: more than %d", MaxHolidays)
+	case p.LowCredit < 0 || p.EmergencyCredit < 0 || p.FriendlyLimit < 0:
+		return errors.New("meter: params credit limits: negative")
+	}
+	return nil
+}
+
+// Meter is the reference meter. It is not safe for concurrent use: like
+// the firmware it models, it handles one input at a time.
+//
+// Every input follows the same pattern: compute the next state on a copy,
+// commit it to the journal, and only then adopt it and return success.
+// When a commit fails (power lost) the meter halts and returns ErrHalted
+// from then on; Boot on the same storage restores the last committed state.
+type Meter struct {
+	deps Deps
+	j    *journal
+	s    state
+	halt error
+}
+
+// ErrHalted is returned by a meter whose power failed mid-commit.
+var ErrHalted = errors.New("meter: halted after power loss; boot again")
+
+// Boot starts a meter from its storage.
+func Boot(st Storage, deps Deps) (*Meter, error) {
+	j, err := newJournal(st)
+	if err != nil {
+		return nil, err
+	}
+	payload, err := j.load()
+	if err != nil {
+		return nil, err
+	}
+	m := &Meter{deps: deps, j: j}
+	if err := m.s.unmarshal(payload); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
+	}
+	return m, nil
+}
+
+// update runs f on a copy of the state and commits the result. f returns
+// the error to report after a successful commit (a rejection is logged
+// and committed too), or errNoChange to leave storage alone.
+func (m *Meter) update(f func(s *state) error) error {
+	if m.halt != nil {
+		return m.halt
+	}
+	next := m.s.clone()
+	ferr := f(&next)
+	if errors.Is(ferr, errNoChange) {
+		return nil
+	}
+	if err := m.j.commit(next.marshal()); err != nil {
+		m.halt = fmt.Errorf("%w (%w)", ErrHalted, err)
+		return m.halt
+	}
+	m.s = next
+	return ferr
+}
+
+var errNoChange = errors.New("no change")
+
+// ID returns the meter's identifier.
+func (m *Meter) ID() uint64 { return m.s.ID }
+
+// Params returns the current settings.
+func (m *Meter) Params() Params {
+	p := m.s.Params
+	p.Holidays = append([]Day(nil), p.Holidays...)
+	return p
+}
+
+// Tick registers the flow measured since the previous tick: fwd litres
+// forward and rev litres in reverse (the pulse counters of the two
+// directions, already scaled). It charges credit and moves the valve. A
+// tick with no flow still matters: a friendly period may have ended.
+func (m *Meter) Tick(now time.Time, fwd, rev uint32) error {
+	return m.update(func(s *state) error {
+		before := s.Core
+		eff := s.Core.Consume(&s.Params, now, fwd, rev)
+		if eff == 0 && fwd == 0 && rev == 0 && s.Core == before {
+			return errNoChange
+		}
+		s.logEffects(now, eff, fwd)
+		return nil
+	})
+}
+
+// Sense latches tamper conditions reported by the sensors (magnet, cover,
+// low battery) and logs the new ones.
+func (m *Meter) Sense(now time.Time, t Tamper) error {
+	return m.update(func(s *state) error {
+		if s.Core.Tamper&t == t {
+			return errNoChange
+		}
+		fresh := t &^ s.Core.Tamper
+		eff := s.Core.SetTamper(&s.Params, now, t)
+		s.log(now, EvTamper, ReasonNone, int64(fresh))
+		s.logEffects(now, eff, 0)
+		return nil
+	})
+}
+
+// cardFailLimit is how many consecutive failed card authentications make
+// card-port abuse: a genuine card fails rarely, a brute force often.
+const cardFailLimit = 3
+
+// CardAuthFailed records a failed card authentication at the card port;
+// the third in a row latches TamperCardPort.
+func (m *Meter) CardAuthFailed(now time.Time) error {
+	return m.update(func(s *state) error {
+		if s.CardFails < math.MaxUint16 {
+			s.CardFails++
+		}
+		if s.CardFails >= cardFailLimit && s.Core.Tamper&TamperCardPort == 0 {
+			eff := s.Core.SetTamper(&s.Params, now, TamperCardPort)
+			s.log(now, EvTamper, ReasonNone, int64(TamperCardPort))
+			s.logEffects(now, eff, 0)
+		}
+		return nil
+	})
+}
+
+// RequestEmergency grants emergency credit when credit is low. It returns
+// false when the meter offers none now (credit not low, already in use, or
+// none configured).
+func (m *Meter) RequestEmergency(now time.Time) (bool, error) {
+	var granted bool
+	err := m.update(func(s *state) error {
+		var eff Effect
+		granted, eff = s.Core.RequestEmergency(&s.Params, now)
+		if !granted {
+			return errNoChange
+		}
+		s.log(now, EvEmergency, ReasonNone, s.Params.EmergencyCredit)
+		s.logEffects(now, eff, 0)
+		return nil
+	})
+	return granted && err == nil, err
+}
+
+// addCredit adds amount to the credit, refusing overflow.
+func addCredit(s *state, now time.Time, amount int64) error {
+	if amount > 0 && s.Core.Credit > math.MaxInt64/2-amount {
+		return ErrOverflow
+	}
+	s.logEffects(now, s.Core.Load(&s.Params, now, amount), 0)
+	return nil
+}

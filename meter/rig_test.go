@@ -1,0 +1,135 @@
+package meter
+
+import (
+	"crypto/ed25519"
+	"crypto/sha256"
+	"errors"
+	"testing"
+	"time"
+
+	"sluice/voucher"
+)
+
+// t0 is a Monday, 10:00 UTC: outside every default friendly period.
+var t0 = time.Date(2026, time.March, 2, 10, 0, 0, 0, time.UTC)
+
+const testMeterID = 4710001
+
+func testKey(label string) ed25519.PrivateKey {
+	seed := sha256.Sum256([]byte("sluice meter test " + label))
+	return ed25519.NewKeyFromSeed(seed[:])
+}
+
+// rig is a meter on an emulated EEPROM with the head-end's signing keys.
+type rig struct {
+	t      *testing.T
+	ee     *EEPROM
+	m      *Meter
+	credit ed25519.PrivateKey
+	manage ed25519.PrivateKey
+	deps   Deps
+	seq    uint32
+}
+
+func testKeys() Keys {
+	var k Keys
+	copy(k.MeterKey[:], "meter-key-471000")
+	copy(k.TelemetryKey[:], "telemetry-key-47")
+	k.Trusted = voucher.Keyring{
+		{Role: voucher.RoleCredit, Public: testKey("credit").Public().(ed25519.PublicKey)},
+		{Role: voucher.RoleManagement, Public: testKey("manage").Public().(ed25519.PublicKey)},
+	}
+	return k
+}
+
+func newRig(t *testing.T, p Params, deps Deps, tokens []byte) *rig {
+	t.Helper()
+	r := &rig{t: t, ee: NewEEPROM(DefaultEEPROMSize, DefaultPageSize), credit: testKey("credit"), manage: testKey("manage"), deps: deps}
+	if err := Format(r.ee, Provision{ID: testMeterID, Params: p, Keys: testKeys(), Tokens: tokens}); err != nil {
+		t.Fatal(err)
+	}
+	r.boot()
+	return r
+}
+
+func (r *rig) boot() {
+	r.t.Helper()
+	r.ee.PowerOn()
+	m, err := Boot(r.ee, r.deps)
+	if err != nil {
+		r.t.Fatalf("boot: %v", err)
+	}
+	r.m = m
+}
+
+// sign signs v after filling in the meter, a fresh sequence number (unless
+// set) and a validity period around t0.
+func (r *rig) sign(v voucher.Voucher) []byte {
+	r.t.Helper()
+	if v.MeterID == 0 {
+		v.MeterID = testMeterID
+	}
+	if v.Sequence == 0 {
+		r.seq++
+		v.Sequence = r.seq
+	}
+	if v.Issued.IsZero() {
+		v.Issued = t0.Add(-time.Hour)
+	}
+	if v.Expires.IsZero() {
+		v.Expires = t0.Add(30 * 24 * time.Hour)
+	}
+	key := r.manage
+	if v.Kind == voucher.KindCredit {
+		key = r.credit
+	}
+	b, err := voucher.Sign(&v, key)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return b
+}
+
+func (r *rig) creditVoucher(litres uint32) []byte {
+	return r.sign(voucher.Voucher{Kind: voucher.KindCredit, Unit: voucher.UnitLitres, Quantity: litres})
+}
+
+func (r *rig) load(now time.Time, b []byte) Receipt {
+	r.t.Helper()
+	rc, err := r.m.LoadVoucher(now, b, FromRemote)
+	if err != nil {
+		r.t.Fatalf("LoadVoucher: %v", err)
+	}
+	return rc
+}
+
+func (r *rig) tick(now time.Time, fwd, rev uint32) {
+	r.t.Helper()
+	if err := r.m.Tick(now, fwd, rev); err != nil {
+		r.t.Fatalf("Tick: %v", err)
+	}
+}
+
+func (r *rig) lastEvent() Event {
+	ev := r.m.Events(0)
+	if len(ev) == 0 {
+		return Event{}
+	}
+	return ev[len(ev)-1]
+}
+
+func (r *rig) hasEvent(k EventKind, since uint32) bool {
+	for _, e := range r.m.Events(since) {
+		if e.Kind == k {
+			return true
+		}
+	}
+	return false
+}
+
+func wantErr(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("error = %v, want %v", err, target)
+	}
+}
