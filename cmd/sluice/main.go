@@ -37,7 +37,11 @@ type command struct {
 // commands lists every subcommand; each lives in a file of its own name.
 func commands() []command {
 	cmds := []command{
+		{"serve", "run the vending head-end (HTTP API, console, telemetry)", cmdServe},
+		{"migrate", "apply database migrations and exit", cmdMigrate},
+		{"demo", "run a scripted end-to-end story on a throw-away data directory", cmdDemo},
 		{"version", "print the version and exit", cmdVersion},
+		{"wmbus", "decode wireless M-Bus / OMS telegrams", cmdWmbus},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
