@@ -59,4 +59,3 @@ func TestMetrics(t *testing.T) {
 		t.Fatalf("metrics lack the healthz request:\n%s", rec.Body.String())
 	}
 }
-
