@@ -2,8 +2,10 @@ package wmbus
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"fmt"
 	"math"
+	"strings"
 	"time"
 )
 
@@ -19,6 +21,18 @@ const (
 
 func (f Function) String() string {
 	return [...]string{"instantaneous", "maximum", "minimum", "during_error"}[f&3]
+}
+
+// MarshalText writes the function by name.
+func (f Function) MarshalText() ([]byte, error) { return []byte(f.String()), nil }
+
+// Hex is a byte string that JSON shows as upper-case hex, the way telegrams
+// are written everywhere else.
+type Hex []byte
+
+// MarshalText writes h as hex.
+func (h Hex) MarshalText() ([]byte, error) {
+	return []byte(strings.ToUpper(hex.EncodeToString(h))), nil
 }
 
 // Quantity names what a record measures. Only the quantities a water
@@ -47,10 +61,10 @@ const (
 // Record is one DIF/VIF data record of the application layer (EN 13757-3).
 type Record struct {
 	DIF      byte     `json:"dif"`
-	DIFE     []byte   `json:"dife,omitempty"`
+	DIFE     Hex      `json:"dife,omitempty"`
 	VIF      byte     `json:"vif"`
 	VIFExt   byte     `json:"vif_ext,omitempty"` // the code in table FB or FD when VIF is FB or FD
-	VIFE     []byte   `json:"vife,omitempty"`    // combinable extensions (e.g. 3C: backward flow)
+	VIFE     Hex      `json:"vife,omitempty"`    // combinable extensions (e.g. 3C: backward flow)
 	Function Function `json:"function"`
 	Storage  uint64   `json:"storage"`
 	Tariff   uint32   `json:"tariff"`
@@ -65,8 +79,8 @@ type Record struct {
 	Text  string    `json:"text,omitempty"` // plain text or variable-length ASCII data
 	// Invalid is set when the meter marks the value as not available (BCD
 	// digits A-E, the date/time IV bit).
-	Invalid bool   `json:"invalid,omitempty"`
-	Data    []byte `json:"data"` // the data bytes as transmitted
+	Invalid bool `json:"invalid,omitempty"`
+	Data    Hex  `json:"data"` // the data bytes as transmitted
 	// Vendor names the manufacturer-specific decoder that produced this
 	// record when it did not come from a DIF/VIF pair.
 	Vendor string `json:"vendor,omitempty"`
@@ -76,7 +90,7 @@ type Record struct {
 type Records struct {
 	List []Record
 	// Mfct is the manufacturer-specific data after a DIF 0F or 1F.
-	Mfct []byte
+	Mfct Hex
 	// More is set by DIF 1F: more records follow in the next telegram.
 	More bool
 }

@@ -42,7 +42,7 @@ type AFL struct {
 	MCL     byte   `json:"mcl"`
 	KI      uint16 `json:"ki,omitempty"`
 	Counter uint32 `json:"counter"`
-	MAC     []byte `json:"mac,omitempty"`
+	MAC     Hex    `json:"mac,omitempty"`
 	ML      uint16 `json:"ml,omitempty"`
 
 	hasCounter, hasML bool
@@ -73,8 +73,8 @@ type Telegram struct {
 	TPL     *TPL     `json:"tpl,omitempty"`
 	Records []Record `json:"records"`
 	// Mfct holds manufacturer-specific data after DIF 0F/1F.
-	Mfct []byte `json:"mfct,omitempty"`
-	More bool   `json:"more,omitempty"`
+	Mfct Hex  `json:"mfct,omitempty"`
+	More bool `json:"more,omitempty"`
 	// DefaultKey names the published manufacturer default key the telegram
 	// was decrypted with, empty when the key is not a known default. A
 	// meter with a default key has no confidentiality or authenticity.
@@ -472,14 +472,14 @@ func (d *decoder) apl(p []byte) error {
 	if dec := vendorDecoder(&d.t.Meter); dec != nil {
 		recs, err := dec(p)
 		if err != nil {
-			return err
+			return fmt.Errorf("wmbus: application layer: %w", err)
 		}
 		d.t.Records = recs
 		return nil
 	}
 	rs, err := ParseRecords(p)
 	if err != nil {
-		return err
+		return fmt.Errorf("wmbus: application layer: %w", err)
 	}
 	d.t.Records, d.t.Mfct, d.t.More = rs.List, rs.Mfct, rs.More
 	return nil

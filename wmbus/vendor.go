@@ -25,7 +25,7 @@ func apator162(p []byte) ([]Record, error) {
 		p = p[1:]
 	}
 	if len(p) < 8 {
-		return nil, fmt.Errorf("wmbus: apator162 header: %w", ErrShort)
+		return nil, fmt.Errorf("%w: apator162 header: %w", ErrRecord, ErrShort)
 	}
 	var recs []Record
 	for i := 8; i < len(p); {
