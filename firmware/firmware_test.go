@@ -522,3 +522,33 @@ func TestVersion(t *testing.T) {
 		t.Error("1.2.3 should be older than 1.10.0")
 	}
 }
+
+// TestSignMessages signs through a message-signing API shaped like
+// kms.KeyManager.Sign (pure Ed25519 of msg; ECDSA P-256 over SHA-256(msg)).
+func TestSignMessages(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	ed := testKey(3)
+	for name, c := range map[string]struct {
+		pub  crypto.PublicKey
+		sign MessageSigner
+	}{
+		"ed25519": {ed.Public(), func(msg []byte) ([]byte, error) { return ed25519.Sign(ed, msg), nil }},
+		"p256": {&ec.PublicKey, func(msg []byte) ([]byte, error) {
+			h := sha256.Sum256(msg)
+			return ecdsa.SignASN1(rand.Reader, ec, h[:])
+		}},
+	} {
+		img, err := SignMessages(testApp(40), c.pub, c.sign, goldenOpts)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if _, err := mustVerifier(t, c.pub).Verify(img); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	// The Ed25519 image is the same whichever API signed it.
+	a, _ := SignMessages(testApp(40), ed.Public(), func(msg []byte) ([]byte, error) { return ed25519.Sign(ed, msg), nil }, goldenOpts)
+	if b := mustSign(t, testApp(40), ed, goldenOpts); !bytes.Equal(a, b) {
+		t.Error("SignMessages and Sign differ for Ed25519")
+	}
+}

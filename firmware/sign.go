@@ -29,10 +29,33 @@ type SignOptions struct {
 
 // Sign builds a signed image around the application app. The signer's
 // public key must be Ed25519 or ECDSA P-256; the private key may live in
-// the KMS or an HSM. The signature is checked before the image is returned,
-// so a faulty signer cannot produce an image no meter will boot.
+// the KMS or an HSM (kms.Signer gives one). The signature is checked before
+// the image is returned, so a faulty signer cannot produce an image no
+// meter will boot.
 func Sign(app []byte, signer crypto.Signer, opts SignOptions) ([]byte, error) {
+	r := opts.Rand
+	if r == nil {
+		r = rand.Reader
+	}
 	pub := signer.Public()
+	return SignMessages(app, pub, func(msg []byte) ([]byte, error) {
+		if _, ok := pub.(*ecdsa.PublicKey); ok {
+			h := sha256.Sum256(msg)
+			return signer.Sign(r, h[:], crypto.SHA256)
+		}
+		return signer.Sign(r, msg, crypto.Hash(0))
+	}, opts)
+}
+
+// MessageSigner signs msg as kms.KeyManager.Sign does: pure Ed25519 of msg,
+// or ECDSA P-256 over SHA-256(msg) with an ASN.1 DER result.
+type MessageSigner func(msg []byte) ([]byte, error)
+
+// SignMessages is Sign for a key reached through a message-signing API
+// (kms.KeyManager.Sign, bound to a key reference by the caller). For
+// Ed25519 the message is the image digest; for ECDSA it is the signed bytes
+// themselves, whose SHA-256 is that digest.
+func SignMessages(app []byte, pub crypto.PublicKey, sign MessageSigner, opts SignOptions) ([]byte, error) {
 	sigType, err := signatureType(pub)
 	if err != nil {
 		return nil, err
@@ -76,17 +99,12 @@ func Sign(app []byte, signer crypto.Signer, opts SignOptions) ([]byte, error) {
 	out = appendTLV(out, TLVSecCnt, le.AppendUint32(nil, opts.SecurityCounter))
 
 	digest := sha256.Sum256(out)
-	r := opts.Rand
-	if r == nil {
-		r = rand.Reader
-	}
 	var sig []byte
-	switch sigType {
-	case TLVEd25519:
+	if sigType == TLVEd25519 {
 		// MCUboot's default Ed25519 mode signs the digest, not the image.
-		sig, err = signer.Sign(r, digest[:], crypto.Hash(0))
-	case TLVECDSASig:
-		sig, err = signer.Sign(r, digest[:], crypto.SHA256)
+		sig, err = sign(digest[:])
+	} else {
+		sig, err = sign(out)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("firmware: sign: signer: %w", err)
