@@ -100,9 +100,9 @@ func DayOf(year int, month time.Month, day int) Day {
 func DefaultParams() Params {
 	return Params{
 		Unit:            Litres,
-		LowCredit:       1000,  // 1 m3
-		EmergencyCredit: 500,   // 0.5 m3
-		FriendlyLimit:   200,   // 0.2 m3
+		LowCredit:       1000, // 1 m3
+		EmergencyCredit: 500,  // 0.5 m3
+		FriendlyLimit:   200,  // 0.2 m3
 		NightStart:      18 * 60,
 		NightEnd:        7 * 60,
 		Weekend:         1<<time.Saturday | 1<<time.Sunday,

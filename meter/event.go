@@ -43,19 +43,19 @@ func (k EventKind) String() string {
 type Reason uint8
 
 const (
-	ReasonNone      Reason = iota
-	ReasonFormat           // not a well-formed token or voucher
-	ReasonCRC              // STS CRC (wrong meter, wrong key or mistyped)
-	ReasonUsed             // already accepted (replay)
-	ReasonOld              // older than every remembered token or voucher
-	ReasonKey              // key change refused (wrong order, wrong revision)
-	ReasonSignature        // voucher signature does not verify
-	ReasonWrongMeter       // voucher for another meter
-	ReasonExpired          // voucher past its expiry
-	ReasonUnit             // credit in another unit than the meter counts
-	ReasonLocked           // keypad locked out
-	ReasonUnsupported      // understood but not supported by this meter
-	ReasonOverflow         // credit would overflow the register
+	ReasonNone        Reason = iota
+	ReasonFormat             // not a well-formed token or voucher
+	ReasonCRC                // STS CRC (wrong meter, wrong key or mistyped)
+	ReasonUsed               // already accepted (replay)
+	ReasonOld                // older than every remembered token or voucher
+	ReasonKey                // key change refused (wrong order, wrong revision)
+	ReasonSignature          // voucher signature does not verify
+	ReasonWrongMeter         // voucher for another meter
+	ReasonExpired            // voucher past its expiry
+	ReasonUnit               // credit in another unit than the meter counts
+	ReasonLocked             // keypad locked out
+	ReasonUnsupported        // understood but not supported by this meter
+	ReasonOverflow           // credit would overflow the register
 )
 
 var reasonNames = [...]string{"none", "format", "crc", "used", "old", "key", "signature", "wrong-meter",

@@ -85,6 +85,8 @@ func Format(st Storage, p Provision) error {
 		return err
 	}
 	s := state{ID: p.ID, Params: p.Params, Keys: p.Keys, Tokens: p.Tokens}
+	// A meter leaves the factory closed: it opens on its first credit.
+	s.Core.Status = ValveClosed | ClosedCredit
 	s.Core.Settle(&s.Params, time.Time{})
 	return j.commit(s.marshal())
 }

@@ -68,6 +68,7 @@ type Receipt struct {
 	Seq     uint32
 	Status  ReceiptStatus
 	Reason  Reason
+	Amount  int64  // credit this voucher added (0 unless Loaded)
 	Credit  int64  // credit after the voucher
 	Loaded  uint64 // cumulative credit loaded after the voucher
 	Time    time.Time
@@ -82,13 +83,14 @@ type Receipt struct {
 //	4  1  reason
 //	5  8  meter ID
 //	13 4  voucher sequence number
-//	17 8  credit after (signed)
-//	25 8  cumulative credit loaded after
-//	33 4  time, seconds since 2000-01-01 UTC
-//	37 8  MAC: AES-CMAC(telemetry key, "sluice receipt" || bytes 0..36), first 8 bytes
+//	17 8  amount added (signed)
+//	25 8  credit after (signed)
+//	33 8  cumulative credit loaded after
+//	41 4  time, seconds since 2000-01-01 UTC
+//	45 8  MAC: AES-CMAC(telemetry key, "sluice receipt" || bytes 0..44), first 8 bytes
 const (
 	receiptLabel = "sluice receipt"
-	ReceiptSize  = 45
+	ReceiptSize  = 53
 )
 
 func (r *Receipt) body() []byte {
@@ -96,6 +98,7 @@ func (r *Receipt) body() []byte {
 	b = append(b, 'S', 'R', 1, byte(r.Status), byte(r.Reason))
 	b = binary.BigEndian.AppendUint64(b, r.MeterID)
 	b = binary.BigEndian.AppendUint32(b, r.Seq)
+	b = binary.BigEndian.AppendUint64(b, uint64(r.Amount))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Credit))
 	b = binary.BigEndian.AppendUint64(b, r.Loaded)
 	return binary.BigEndian.AppendUint32(b, uint32(r.Time.Unix()-epoch2000))
@@ -128,12 +131,13 @@ func OpenReceipt(b []byte, telemetryKey [16]byte) (Receipt, error) {
 		Reason:  Reason(b[4]),
 		MeterID: binary.BigEndian.Uint64(b[5:]),
 		Seq:     binary.BigEndian.Uint32(b[13:]),
-		Credit:  int64(binary.BigEndian.Uint64(b[17:])),
-		Loaded:  binary.BigEndian.Uint64(b[25:]),
-		Time:    time.Unix(int64(binary.BigEndian.Uint32(b[33:]))+epoch2000, 0).UTC(),
+		Amount:  int64(binary.BigEndian.Uint64(b[17:])),
+		Credit:  int64(binary.BigEndian.Uint64(b[25:])),
+		Loaded:  binary.BigEndian.Uint64(b[33:]),
+		Time:    time.Unix(int64(binary.BigEndian.Uint32(b[41:]))+epoch2000, 0).UTC(),
 	}
-	copy(r.MAC[:], b[37:])
-	want := receiptMAC(telemetryKey, b[:37])
+	copy(r.MAC[:], b[45:])
+	want := receiptMAC(telemetryKey, b[:45])
 	if !cmac.Equal(want[:], r.MAC[:]) {
 		return Receipt{}, fmt.Errorf("%w: MAC", ErrReceipt)
 	}
@@ -190,6 +194,9 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 			}
 			s.log(now, EvVoucherRejected, rc.Reason, int64(rc.Seq))
 		} else {
+			if v.Kind == voucher.KindCredit {
+				rc.Amount = int64(v.Quantity)
+			}
 			s.remember(v.Sequence)
 			s.log(now, EvVoucherAccepted, ReasonNone, int64(v.Sequence))
 			if src == FromCard {
