@@ -14,11 +14,11 @@ func TestFriendly(t *testing.T) {
 	}{
 		{t0, false}, // Monday 10:00
 		{time.Date(2026, 3, 2, 17, 59, 0, 0, time.UTC), false},
-		{time.Date(2026, 3, 2, 18, 0, 0, 0, time.UTC), true},  // night starts
-		{time.Date(2026, 3, 3, 6, 59, 0, 0, time.UTC), true},  // across midnight
-		{time.Date(2026, 3, 3, 7, 0, 0, 0, time.UTC), false},  // night ends
-		{time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), true},  // Saturday
-		{time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC), true},  // Sunday
+		{time.Date(2026, 3, 2, 18, 0, 0, 0, time.UTC), true},   // night starts
+		{time.Date(2026, 3, 3, 6, 59, 0, 0, time.UTC), true},   // across midnight
+		{time.Date(2026, 3, 3, 7, 0, 0, 0, time.UTC), false},   // night ends
+		{time.Date(2026, 3, 7, 12, 0, 0, 0, time.UTC), true},   // Saturday
+		{time.Date(2026, 3, 8, 12, 0, 0, 0, time.UTC), true},   // Sunday
 		{time.Date(2026, 12, 25, 12, 0, 0, 0, time.UTC), true}, // holiday (a Friday)
 		{time.Date(2026, 12, 24, 12, 0, 0, 0, time.UTC), false},
 	}

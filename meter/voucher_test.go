@@ -189,7 +189,10 @@ func TestEngineeringVouchers(t *testing.T) {
 	if sn := r.m.Snapshot(); sn.Credit != 0 || sn.Status&ValveClosed == 0 {
 		t.Fatalf("after clear credit: %+v", sn)
 	}
-	for _, bad := range []struct{ p uint16; v uint32 }{{ParamNight, 25 * 60 << 16}, {ParamWeekend, 0x80}, {ParamUTCOffset, 15 * 60}, {999, 1}, {ParamValve, 2}} {
+	for _, bad := range []struct {
+		p uint16
+		v uint32
+	}{{ParamNight, 25 * 60 << 16}, {ParamWeekend, 0x80}, {ParamUTCOffset, 15 * 60}, {999, 1}, {ParamValve, 2}} {
 		_, err := r.m.LoadVoucher(t0, r.sign(voucher.Voucher{Kind: voucher.KindSetParameter, Param: bad.p, Value: bad.v}), FromCard)
 		if err == nil {
 			t.Errorf("parameter %d = %d accepted", bad.p, bad.v)
