@@ -39,10 +39,16 @@ func Identify(t Transport) (Identity, error) {
 // After any error the session is unusable (the card has ended it too);
 // open a new one. A Session is not safe for concurrent use.
 type Session struct {
-	t  Transport
-	id Identity
-	ch *channel
+	t        Transport
+	id       Identity
+	ch       *channel
+	extended bool
 }
+
+// PreferExtended makes every later command an extended APDU (Le of 65536),
+// so long answers come back in one exchange instead of a 61xx chain. Use it
+// with readers known to carry extended APDUs (PC/SC over T=1 does).
+func (s *Session) PreferExtended() { s.extended = true }
 
 // Authenticate runs AuthenticateEV2First with key over t, after Identify
 // returned id. It fails with ErrAuth unless both sides prove they hold the
@@ -120,7 +126,7 @@ func (s *Session) call(ins byte, header, data []byte) ([]byte, error) {
 		return nil, err
 	}
 	c := Command{CLA: claNative, INS: ins, Data: body, Ne: MaxShortNe}
-	if c.Extended() {
+	if s.extended || c.Extended() {
 		c.Ne = MaxExtendedNe
 	}
 	r, err := Exchange(s.t, c)
