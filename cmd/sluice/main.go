@@ -41,6 +41,7 @@ func commands() []command {
 		{"migrate", "apply database migrations and exit", cmdMigrate},
 		{"demo", "run a scripted end-to-end story on a throw-away data directory", cmdDemo},
 		{"version", "print the version and exit", cmdVersion},
+		{"firmware", "sign, verify, inspect and leak-scan meter firmware images", cmdFirmware},
 		{"wmbus", "decode wireless M-Bus / OMS telegrams", cmdWmbus},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
