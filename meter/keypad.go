@@ -6,6 +6,8 @@ import (
 	"math"
 	"strings"
 	"time"
+
+	"sluice/sts"
 )
 
 // Keypad entries. A token is 20 digits; spaces and dashes, which customers
@@ -145,27 +147,29 @@ func (p *Params) lockoutUntil(now time.Time, f uint16) int64 {
 	return now.Unix() + int64(d)
 }
 
-// EnterToken offers one 20-digit STS token.
+// EnterToken offers one 20-digit STS token to the meter's STS decoder
+// (package sts), whose state (decoder key, TID memory, key change set in
+// progress) the meter journals together with the credit: the token's TID
+// enters the memory in the same commit as its credit.
 //
 // The rejection counter is charged before the token is decoded and the
 // charge committed: a guesser who cuts the power after each attempt, to
-// beat the lockout, pays for the attempt anyway. Acceptance refunds it, and
-// so do rejections that prove knowledge of a once-valid token (used, old,
-// wrong unit), which a customer makes by mistake and a guesser cannot.
+// beat the lockout, pays for the attempt anyway. Acceptance of a
+// meter-specific token refunds it and clears the lockout; so do rejections
+// that prove knowledge of a once-valid token (used, old, wrong unit), which
+// a customer makes by mistake and a guesser cannot. Test tokens, which
+// anyone can make, refund the charge but never clear the lockout.
 func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 	if m.halt != nil {
 		return TokenOutcome{}, m.halt
 	}
-	if m.deps.Tokens == nil {
+	if len(m.s.Tokens) == 0 {
 		return TokenOutcome{}, fmt.Errorf("%w: keypad tokens", ErrUnsupported)
 	}
 	if now.Unix() < m.s.LockedUntil {
 		return TokenOutcome{}, fmt.Errorf("%w until %s", ErrLocked, time.Unix(m.s.LockedUntil, 0).UTC().Format(time.RFC3339))
 	}
-	prev := struct {
-		f uint16
-		l int64
-	}{m.s.Failures, m.s.LockedUntil}
+	prevF, prevL := m.s.Failures, m.s.LockedUntil
 	if err := m.update(func(s *state) error {
 		if s.Failures < math.MaxUint16 {
 			s.Failures++
@@ -180,19 +184,16 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 	var rej error
 	keyChanged := false
 	err := m.update(func(s *state) error {
-		var next []byte
 		var err error
-		out, next, err = m.deps.Tokens.Accept(s.Tokens, token, now)
-		if err == nil && out.Kind == TokenCredit && out.Unit != s.Params.Unit {
-			err = fmt.Errorf("%w: token credits %s, meter counts %s", ErrUnit, out.Unit, s.Params.Unit)
-		}
-		if err == nil && out.Kind == TokenCredit {
-			err = addCredit(s, now, out.Amount)
+		var next []byte
+		out, next, err = m.decode(s, token)
+		if err == nil {
+			err = s.applyToken(now, &out, &keyChanged)
 		}
 		if err != nil {
 			r := ReasonOf(err)
 			if r == ReasonUsed || r == ReasonOld || r == ReasonUnit {
-				s.Failures, s.LockedUntil = prev.f, prev.l
+				s.Failures, s.LockedUntil = prevF, prevL
 			}
 			s.log(now, EvTokenRejected, r, int64(out.TID))
 			if s.LockedUntil > now.Unix() {
@@ -202,24 +203,12 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 			return nil
 		}
 		s.Tokens = next
-		s.Failures, s.LockedUntil = 0, 0
-		var v int64
-		switch out.Kind {
-		case TokenCredit:
-			v = out.Amount
-		case TokenKeyChange:
-			keyChanged = true
-			s.log(now, EvKeyChanged, ReasonNone, 0)
-		case TokenClearCredit:
-			s.log(now, EvCreditCleared, ReasonNone, s.Core.Credit)
-			s.Core.Status &^= Emergency
-			s.logEffects(now, s.Core.Load(&s.Params, now, -s.Core.Credit), 0)
-		case TokenClearTamper:
-			s.log(now, EvTamperCleared, ReasonNone, int64(s.Core.Tamper))
-			s.CardFails = 0
-			s.logEffects(now, s.Core.ClearTamper(&s.Params, now, 0xFF), 0)
+		if out.Kind == TokenTest {
+			s.Failures, s.LockedUntil = prevF, prevL
+		} else {
+			s.Failures, s.LockedUntil = 0, 0
 		}
-		s.log(now, EvTokenAccepted, ReasonNone, v)
+		s.log(now, EvTokenAccepted, ReasonNone, out.Amount)
 		return nil
 	})
 	if err != nil {
@@ -232,10 +221,104 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 		// Commit the same state once more so that the other bank, which
 		// still holds the old decoder key, is overwritten: a later dump
 		// must not yield a key the meter no longer uses. The change is
-		// already committed, so a power cut here loses nothing.
-		if err := m.update(func(*state) error { return nil }); err != nil {
-			return out, nil
-		}
+		// already committed and acknowledged whatever happens here.
+		_ = m.update(func(*state) error { return nil })
 	}
 	return out, nil
+}
+
+// decode runs the STS decoder on a copy of its state and returns the
+// outcome and the state to adopt with it.
+func (m *Meter) decode(s *state, token string) (TokenOutcome, []byte, error) {
+	var d sts.Decoder
+	d.SetTables(m.deps.STATables)
+	if err := d.UnmarshalBinary(s.Tokens); err != nil {
+		return TokenOutcome{}, nil, fmt.Errorf("%w: stored decoder state: %w", ErrUnsupported, err)
+	}
+	res, err := d.AcceptDigits(token)
+	if err != nil {
+		return TokenOutcome{}, nil, stsErr(err)
+	}
+	next, _ := d.MarshalBinary()
+	out := TokenOutcome{TID: res.TID}
+	switch res.Kind {
+	case sts.KindCredit:
+		out.Kind = TokenCredit
+		switch res.Subclass {
+		case sts.SubWater: // 0.1 m3
+			out.Unit, out.Amount = Litres, int64(res.Amount)*100
+		case sts.SubWaterCurrency: // minor units
+			out.Unit, out.Amount = Minor, int64(res.Amount)
+		default:
+			return out, nil, fmt.Errorf("%w: credit subclass %d on a water meter", ErrUnit, res.Subclass)
+		}
+	case sts.KindKeyChangePartial:
+		out.Kind = TokenKeyPart
+	case sts.KindKeyChange:
+		out.Kind = TokenKeyChange
+	case sts.KindTest:
+		out.Kind = TokenTest
+	case sts.KindManagement:
+		switch res.Subclass {
+		case sts.SubClearCredit:
+			out.Kind = TokenClearCredit
+		case sts.SubClearTamper:
+			out.Kind = TokenClearTamper
+		case sts.SubSetTariffRate:
+			out.Kind, out.Amount = TokenSetting, int64(res.Field)
+		default:
+			return out, nil, fmt.Errorf("%w: management subclass %d", ErrUnsupported, res.Subclass)
+		}
+	default:
+		return out, nil, fmt.Errorf("%w: token kind %v", ErrUnsupported, res.Kind)
+	}
+	return out, next, nil
+}
+
+// applyToken carries out an accepted token on s.
+func (s *state) applyToken(now time.Time, out *TokenOutcome, keyChanged *bool) error {
+	switch out.Kind {
+	case TokenCredit:
+		if out.Unit != s.Params.Unit {
+			return fmt.Errorf("%w: token credits %s, meter counts %s", ErrUnit, out.Unit, s.Params.Unit)
+		}
+		return addCredit(s, now, out.Amount)
+	case TokenKeyChange:
+		*keyChanged = true
+		s.log(now, EvKeyChanged, ReasonNone, 0)
+	case TokenClearCredit:
+		s.log(now, EvCreditCleared, ReasonNone, s.Core.Credit)
+		s.Core.Status &^= Emergency
+		s.logEffects(now, s.Core.Load(&s.Params, now, -s.Core.Credit), 0)
+	case TokenClearTamper:
+		s.log(now, EvTamperCleared, ReasonNone, int64(s.Core.Tamper))
+		s.CardFails = 0
+		s.logEffects(now, s.Core.ClearTamper(&s.Params, now, 0xFF), 0)
+	case TokenSetting:
+		if s.Params.Unit != Minor {
+			return fmt.Errorf("%w: tariff rate on a meter that counts litres", ErrUnsupported)
+		}
+		return s.setParam(now, ParamPrice, uint32(out.Amount))
+	}
+	return nil
+}
+
+// stsErr adds the meter's sentinel to an error of package sts.
+func stsErr(err error) error {
+	var s error
+	switch {
+	case errors.Is(err, sts.ErrCRC):
+		s = ErrCRC
+	case errors.Is(err, sts.ErrUsed):
+		s = ErrUsed
+	case errors.Is(err, sts.ErrOld):
+		s = ErrOld
+	case errors.Is(err, sts.ErrKeyExpired), errors.Is(err, sts.ErrTIDRange):
+		s = ErrKey
+	case errors.Is(err, sts.ErrUnsupported):
+		s = ErrUnsupported
+	default:
+		s = ErrFormat
+	}
+	return fmt.Errorf("%w: %w", s, err)
 }

@@ -6,29 +6,21 @@ import (
 	"io"
 	"math"
 	"time"
+
+	"sluice/sts"
 )
 
-// TokenDecoder is the STS meter-side decoder as the meter uses it: a pure
-// step from the decoder's persisted state and one 20-digit token to an
-// outcome and the next state. The meter journals that state with the credit,
-// so a token's TID enters the memory in the same commit as its credit.
-// Errors wrap one of the meter's sentinel errors (ErrCRC, ErrUsed, ErrOld,
-// ErrKey, ErrFormat, ErrUnsupported) so the meter can log the reason.
-type TokenDecoder interface {
-	Accept(state []byte, token string, now time.Time) (TokenOutcome, []byte, error)
-}
-
-// TokenKind is what an accepted token asks of the meter.
+// TokenKind is what an accepted STS token did.
 type TokenKind uint8
 
 const (
-	TokenCredit      TokenKind = 1 + iota // add Amount in Unit
+	TokenCredit      TokenKind = 1 + iota // added Amount in Unit
 	TokenKeyPart                          // one token of a key change set; nothing committed yet
-	TokenKeyChange                        // the set is complete and the new key is in the state
-	TokenClearCredit                      // clear credit to zero
-	TokenClearTamper                      // clear every tamper flag
-	TokenTest                             // class 1 test or display token: accepted, no state change
-	TokenSetting                          // a management token the decoder applied to its own state
+	TokenKeyChange                        // the set is complete and the new decoder key is in force
+	TokenClearCredit                      // cleared the credit
+	TokenClearTamper                      // cleared every tamper flag
+	TokenSetting                          // set a parameter (tariff rate)
+	TokenTest                             // class 1 test or display token: no state change
 )
 
 // TokenOutcome is an accepted token.
@@ -50,8 +42,10 @@ const (
 // Deps are the meter's collaborators. Time is not one: every input carries
 // the meter's clock reading, so a run is a pure function of its inputs.
 type Deps struct {
-	Tokens TokenDecoder // nil: the meter takes no keypad tokens
-	Rand   io.Reader    // challenges for card sessions
+	// STATables are the STS substitution and permutation tables an EA07
+	// decoder needs: configuration the utility supplies, not state.
+	STATables *sts.STATables
+	Rand      io.Reader // challenges for card sessions
 }
 
 // Provision is what the factory writes into a blank meter.
@@ -59,7 +53,7 @@ type Provision struct {
 	ID     uint64
 	Params Params
 	Keys   Keys
-	Tokens []byte // initial STS decoder state (holds the decoder key)
+	STS    *sts.DecoderConfig // nil: a meter without keypad tokens
 }
 
 // ErrProvisioned is returned by Format on storage that already holds a
@@ -84,7 +78,14 @@ func Format(st Storage, p Provision) error {
 	if err := p.Params.validate(); err != nil {
 		return err
 	}
-	s := state{ID: p.ID, Params: p.Params, Keys: p.Keys, Tokens: p.Tokens}
+	s := state{ID: p.ID, Params: p.Params, Keys: p.Keys}
+	if p.STS != nil {
+		d, err := sts.NewDecoder(*p.STS)
+		if err != nil {
+			return fmt.Errorf("meter: provision sts: %w", err)
+		}
+		s.Tokens, _ = d.MarshalBinary()
+	}
 	// A meter leaves the factory closed: it opens on its first credit.
 	s.Core.Status = ValveClosed | ClosedCredit
 	s.Core.Settle(&s.Params, time.Time{})

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/sts"
 	"sluice/voucher"
 )
 
@@ -42,10 +43,10 @@ func testKeys() Keys {
 	return k
 }
 
-func newRig(t *testing.T, p Params, deps Deps, tokens []byte) *rig {
+func newRig(t *testing.T, p Params, deps Deps, stsCfg *sts.DecoderConfig) *rig {
 	t.Helper()
 	r := &rig{t: t, ee: NewEEPROM(DefaultEEPROMSize, DefaultPageSize), credit: testKey("credit"), manage: testKey("manage"), deps: deps}
-	if err := Format(r.ee, Provision{ID: testMeterID, Params: p, Keys: testKeys(), Tokens: tokens}); err != nil {
+	if err := Format(r.ee, Provision{ID: testMeterID, Params: p, Keys: testKeys(), STS: stsCfg}); err != nil {
 		t.Fatal(err)
 	}
 	r.boot()
@@ -132,4 +133,85 @@ func wantErr(t *testing.T, err, target error) {
 	if !errors.Is(err, target) {
 		t.Fatalf("error = %v, want %v", err, target)
 	}
+}
+
+// vend is the vending side of STS for the test meter: a decoder key
+// derived with DKGA04 from a supply group's vending key, and the coder that
+// seals tokens under it.
+type vend struct {
+	t     *testing.T
+	cfg   sts.DecoderConfig
+	coder *sts.Coder
+	tid   uint32
+}
+
+var testKeyID = sts.KeyID{KT: 2, SGC: 600727, TI: 1, KRN: 1}
+
+func newVend(t *testing.T, vendingKeyLabel string) *vend {
+	t.Helper()
+	vk := sha256.Sum256([]byte(vendingKeyLabel))
+	pan, err := sts.ParsePAN("600727000000000009")
+	if err != nil {
+		t.Fatal(err)
+	}
+	key, err := sts.DKGA04(vk[:20], testKeyID, pan, sts.Base2014, sts.EA11)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := sts.NewEA11(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tid, err := sts.TIDAt(sts.Base2014, t0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &vend{t: t, coder: c, tid: tid, cfg: sts.DecoderConfig{EA: sts.EA11, Key: key, ID: testKeyID, KEN: 255, Base: sts.Base2014,
+		CreditSubclasses: 1<<sts.SubWater | 1<<sts.SubWaterCurrency}}
+}
+
+func (v *vend) next() uint32 { v.tid++; return v.tid }
+
+// credit returns a water token for litres (a multiple of 100: 0.1 m3).
+func (v *vend) credit(litres uint64) string {
+	v.t.Helper()
+	tok, err := v.coder.Credit(sts.SubWater, 0, v.next(), litres/100)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return tok.String()
+}
+
+func (v *vend) management(sub uint8, value uint16) string {
+	v.t.Helper()
+	tok, err := v.coder.Management(sub, 0, v.next(), value)
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	return tok.String()
+}
+
+// keyChange returns the 4 tokens moving the meter to newKey and switches
+// the vending side to it.
+func (v *vend) keyChange(newKey []byte) []string {
+	v.t.Helper()
+	toks, err := v.coder.KeyChange(sts.KeyChange{NewKey: newKey, KEN: 255, KRN: 2, KT: 2, TI: 1, SGC: testKeyID.SGC})
+	if err != nil {
+		v.t.Fatal(err)
+	}
+	var out []string
+	for _, tk := range toks {
+		out = append(out, tk.String())
+	}
+	if v.coder, err = sts.NewEA11(newKey); err != nil {
+		v.t.Fatal(err)
+	}
+	return out
+}
+
+// stsRig is a rig with an STS decoder provisioned from v.
+func stsRig(t *testing.T, p Params, v *vend) *rig {
+	t.Helper()
+	cfg := v.cfg
+	return newRig(t, p, Deps{}, &cfg)
 }

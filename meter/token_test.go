@@ -1,0 +1,240 @@
+package meter
+
+import (
+	"bytes"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/sts"
+)
+
+func TestTokenCredit(t *testing.T) {
+	v := newVend(t, "supply group 600727")
+	r := stsRig(t, DefaultParams(), v)
+	tok := v.credit(2500)
+	d, err := r.m.Keypad(t0, tok[:4]+" "+tok[4:8]+"-"+tok[8:])
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(d.Text, "+2500") {
+		t.Errorf("display %q", d.Text)
+	}
+	sn := r.m.Snapshot()
+	if sn.Credit != 2500 || sn.Loaded != 2500 || sn.Failures != 0 || sn.Status&ValveClosed != 0 {
+		t.Fatalf("after token: %+v", sn)
+	}
+	if ev := r.lastEvent(); ev.Kind != EvTokenAccepted || ev.Value != 2500 {
+		t.Errorf("last event %v", ev)
+	}
+
+	// Replay: refused, nothing added, and not counted towards lockout
+	// (the customer typed a token they really had).
+	_, err = r.m.EnterToken(t0, tok)
+	wantErr(t, err, ErrUsed)
+	if sn := r.m.Snapshot(); sn.Credit != 2500 || sn.Failures != 0 {
+		t.Fatalf("after replay: %+v", sn)
+	}
+	// Replay after a power cycle: the TID memory is in the journal.
+	r.boot()
+	_, err = r.m.EnterToken(t0, tok)
+	wantErr(t, err, ErrUsed)
+
+	// Another meter's token fails the CRC and counts.
+	other := newVend(t, "another supply group")
+	_, err = r.m.EnterToken(t0, other.credit(1000))
+	wantErr(t, err, ErrCRC)
+	if ev := r.lastEvent(); ev.Kind != EvTokenRejected || ev.Reason != ReasonCRC {
+		t.Errorf("last event %v", ev)
+	}
+	if sn := r.m.Snapshot(); sn.Credit != 2500 || sn.Failures != 1 {
+		t.Fatalf("after foreign token: %+v", sn)
+	}
+
+	// A currency token on a litre meter: a real token, the wrong unit.
+	cur, err := v.coder.Credit(sts.SubWaterCurrency, 0, v.next(), 500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = r.m.EnterToken(t0, cur.String())
+	wantErr(t, err, ErrUnit)
+
+	// Management tokens.
+	if err := r.m.Sense(t0, TamperMagnet); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.m.EnterToken(t0, v.management(sts.SubClearTamper, 0)); err != nil || out.Kind != TokenClearTamper {
+		t.Fatalf("clear tamper: %+v %v", out, err)
+	}
+	if sn := r.m.Snapshot(); sn.Tamper != 0 || sn.Failures != 0 {
+		t.Fatalf("after clear tamper: %+v", sn)
+	}
+	if out, err := r.m.EnterToken(t0, v.management(sts.SubClearCredit, 0)); err != nil || out.Kind != TokenClearCredit {
+		t.Fatalf("clear credit: %+v %v", out, err)
+	}
+	if sn := r.m.Snapshot(); sn.Credit != 0 || sn.Status&ValveClosed == 0 {
+		t.Fatalf("after clear credit: %+v", sn)
+	}
+	_, err = r.m.EnterToken(t0, v.management(sts.SubSetWaterMeterFactor, 10))
+	wantErr(t, err, ErrUnsupported)
+}
+
+func TestCurrencyMeterTokens(t *testing.T) {
+	v := newVend(t, "supply group 600727")
+	p := DefaultParams()
+	p.Unit, p.Price, p.LowCredit = Minor, 2500, 100
+	r := stsRig(t, p, v)
+	cur, err := v.coder.Credit(sts.SubWaterCurrency, 0, v.next(), 5000) // 50.00
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.m.EnterToken(t0, cur.String()); err != nil || out.Amount != 5000 || out.Unit != Minor {
+		t.Fatalf("currency token: %+v %v", out, err)
+	}
+	r.tick(t0, 1000, 0) // 1 m3 at 25.00
+	if c := r.m.Snapshot().Credit; c != 2500 {
+		t.Fatalf("credit %d after 1 m3 at 2500/m3", c)
+	}
+	if out, err := r.m.EnterToken(t0, v.management(sts.SubSetTariffRate, 3000)); err != nil || out.Kind != TokenSetting {
+		t.Fatalf("tariff rate: %+v %v", out, err)
+	}
+	if p := r.m.Params(); p.Price != 3000 {
+		t.Fatalf("price %d", p.Price)
+	}
+	_, err = r.m.EnterToken(t0, v.credit(1000))
+	wantErr(t, err, ErrUnit)
+}
+
+// TestKeypadLockout: free tries, then doubling lockouts that a power cycle
+// does not reset, and that a test token (which anyone can make) does not
+// lift; a good token does.
+func TestKeypadLockout(t *testing.T) {
+	v := newVend(t, "supply group 600727")
+	r := stsRig(t, DefaultParams(), v) // 5 free, then 60 s doubling
+	guesser := newVend(t, "guess")
+	now := t0
+	for i := 1; i <= 5; i++ {
+		_, err := r.m.EnterToken(now, guesser.credit(100))
+		wantErr(t, err, ErrCRC)
+		if sn := r.m.Snapshot(); sn.Failures != uint16(i) || !sn.LockedUntil.IsZero() {
+			t.Fatalf("after %d rejections: %+v", i, sn)
+		}
+	}
+	lock := []time.Duration{time.Minute, 2 * time.Minute, 4 * time.Minute, 8 * time.Minute}
+	for i, d := range lock {
+		_, err := r.m.EnterToken(now, guesser.credit(100))
+		wantErr(t, err, ErrCRC)
+		if ev := r.lastEvent(); ev.Kind != EvLockout || ev.Value != int64(d/time.Second) {
+			t.Fatalf("rejection %d: last event %v, want lockout %v", 6+i, ev, d)
+		}
+		// Locked: a good token is refused without being looked at.
+		before := r.m.Snapshot()
+		_, err = r.m.EnterToken(now.Add(d-time.Second), v.credit(100))
+		wantErr(t, err, ErrLocked)
+		if d, _ := r.m.Keypad(now.Add(d-time.Second), v.credit(100)); !strings.HasPrefix(d.Text, "Locked") {
+			t.Errorf("display %q", d.Text)
+		}
+		// A power cycle does not help.
+		r.boot()
+		_, err = r.m.EnterToken(now.Add(d-time.Second), guesser.credit(100))
+		wantErr(t, err, ErrLocked)
+		if after := r.m.Snapshot(); after != before {
+			t.Fatalf("a locked-out entry changed state: %+v -> %+v", before, after)
+		}
+		now = now.Add(d)
+	}
+	// A test token is accepted but does not lift the lockout.
+	tt, err := sts.TestToken(sts.SubTest2Digit, 1, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := r.m.EnterToken(now, tt.String()); err != nil || out.Kind != TokenTest {
+		t.Fatalf("test token: %+v %v", out, err)
+	}
+	if sn := r.m.Snapshot(); sn.Failures != 9 {
+		t.Fatalf("test token changed the rejection count: %+v", sn)
+	}
+	// The lockout is capped.
+	p := DefaultParams()
+	if got := p.lockoutUntil(t0, 60000) - t0.Unix(); got != int64(p.LockoutMax) {
+		t.Errorf("lockout after 60000 rejections = %d s, want the cap %d", got, p.LockoutMax)
+	}
+	// A good token clears it.
+	if _, err := r.m.EnterToken(now, v.credit(100)); err != nil {
+		t.Fatal(err)
+	}
+	if sn := r.m.Snapshot(); sn.Failures != 0 || !sn.LockedUntil.IsZero() || sn.Credit != 100 {
+		t.Fatalf("after a good token: %+v", sn)
+	}
+}
+
+// TestLockoutChargedBeforeDecoding: cutting the power during the decision
+// does not refund the attempt.
+func TestLockoutChargedBeforeDecoding(t *testing.T) {
+	v := newVend(t, "supply group 600727")
+	r := stsRig(t, DefaultParams(), v)
+	guesser := newVend(t, "guess")
+	// Find how many bytes the charge commit writes, then cut just after it.
+	img := r.ee.Image()
+	w := r.ee.Writes()
+	var charge int
+	r.m.j.committed = func([]byte) {
+		if charge == 0 {
+			charge = r.ee.Writes() - w
+		}
+	}
+	if _, err := r.m.EnterToken(t0, guesser.credit(100)); err == nil {
+		t.Fatal("guess accepted")
+	}
+	r.ee, _ = LoadEEPROM(img, DefaultPageSize)
+	r.boot()
+	r.ee.CutPowerAfter(charge)
+	_, err := r.m.EnterToken(t0, guesser.credit(100))
+	wantErr(t, err, ErrHalted)
+	r.boot()
+	if sn := r.m.Snapshot(); sn.Failures != 1 {
+		t.Fatalf("after a cut during the decision: %d rejections recorded, want 1", sn.Failures)
+	}
+}
+
+// TestSTSKeyChange moves the meter to a new decoder key with a 4-token
+// set: old-key tokens fail from then on, new-key tokens load, and no copy
+// of the old key is left in the storage.
+func TestSTSKeyChange(t *testing.T) {
+	v := newVend(t, "supply group 600727")
+	r := stsRig(t, DefaultParams(), v)
+	oldKey := append([]byte(nil), v.cfg.Key...)
+	if !bytes.Contains(r.ee.Image(), oldKey) {
+		t.Fatal("the decoder key is not where the test expects it")
+	}
+	staleOld := v.credit(100)
+	newKey := []byte("new-decoder-key!")
+	toks := v.keyChange(newKey)
+	for i, tk := range toks {
+		out, err := r.m.EnterToken(t0, tk)
+		if err != nil {
+			t.Fatalf("key change token %d: %v", i+1, err)
+		}
+		want := TokenKeyPart
+		if i == len(toks)-1 {
+			want = TokenKeyChange
+		}
+		if out.Kind != want {
+			t.Fatalf("key change token %d: %v, want %v", i+1, out.Kind, want)
+		}
+	}
+	if !r.hasEvent(EvKeyChanged, 0) {
+		t.Error("no key-changed event")
+	}
+	_, err := r.m.EnterToken(t0, staleOld)
+	wantErr(t, err, ErrCRC)
+	if _, err := r.m.EnterToken(t0, v.credit(300)); err != nil {
+		t.Fatalf("new-key token: %v", err)
+	}
+	if bytes.Contains(r.ee.Image(), oldKey) {
+		t.Error("the old decoder key is still in the storage")
+	}
+	if _, err := r.m.EnterToken(t0, toks[0]); err == nil {
+		t.Error("a key change token was accepted again")
+	}
+}
