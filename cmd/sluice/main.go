@@ -43,6 +43,7 @@ func commands() []command {
 		{"version", "print the version and exit", cmdVersion},
 		{"firmware", "sign, verify, inspect and leak-scan meter firmware images", cmdFirmware},
 		{"wmbus", "decode wireless M-Bus / OMS telegrams", cmdWmbus},
+		{"sts", "STS (IEC 62055-41) tokens: decoder keys, encode, decode", cmdSTS},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
