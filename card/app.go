@@ -2,6 +2,7 @@ package card
 
 import (
 	"encoding/binary"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"time"
@@ -31,9 +32,11 @@ func ParseUID(s string) (UID, error) {
 	if len(s) != 2*UIDSize {
 		return u, fmt.Errorf("card: UID %q: want %d hex digits", s, 2*UIDSize)
 	}
-	if _, err := fmt.Sscanf(s, "%X", &u); err != nil {
+	b, err := hex.DecodeString(s)
+	if err != nil {
 		return u, fmt.Errorf("card: UID %q: %w", s, err)
 	}
+	copy(u[:], b)
 	return u, nil
 }
 

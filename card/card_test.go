@@ -355,3 +355,24 @@ func TestCardKeysAreDiversified(t *testing.T) {
 		t.Fatal("card keys collide")
 	}
 }
+
+func TestImageFile(t *testing.T) {
+	w := cardtest.NewWorld(42)
+	c := issued(t, w, card.KindCustomer)
+	load(t, w, c, w.CreditVoucher(t, 42, 1, 10))
+	path := t.TempDir() + "/card.json"
+	if err := card.SaveImage(path, c.Image()); err != nil {
+		t.Fatal(err)
+	}
+	img, err := card.LoadImage(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2, err := card.New(img, cardtest.Rand(1), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rs, err := card.Transfer(open(t, w, c2), w.NewMeter()); err != nil || len(rs) != 1 {
+		t.Fatalf("card from file: %v %v", rs, err)
+	}
+}
