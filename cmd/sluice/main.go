@@ -44,6 +44,7 @@ func commands() []command {
 		{"firmware", "sign, verify, inspect and leak-scan meter firmware images", cmdFirmware},
 		{"wmbus", "decode wireless M-Bus / OMS telegrams", cmdWmbus},
 		{"sts", "STS (IEC 62055-41) tokens: decoder keys, encode, decode", cmdSTS},
+		{"card", "prepaid cards: issue, load, inspect over PC/SC; emulate a card", cmdCard},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
