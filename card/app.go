@@ -378,20 +378,29 @@ func (s ReceiptStatus) String() string {
 	return fmt.Sprintf("receipt-status(%d)", uint8(s))
 }
 
-// Receipt is what a meter writes back for one voucher. Encoding (25 bytes):
+// Receipt is what a meter writes back for one voucher. Encoding (26 to 90
+// bytes), all big-endian:
 //
 //	sequence(4) status(1) amount(8, signed) balance(8, signed) at(4, Unix seconds)
+//	length(1) data(length <= 64)
 //
-// all big-endian. Amount and balance are in the meter's credit unit.
+// Amount and balance are in the meter's credit unit. Data is the meter's
+// own receipt, opaque to the card (the reference meter puts its receipt
+// MACed under its telemetry key there, so the vending office can check
+// that a meter, not a card holder, wrote "loaded").
 type Receipt struct {
 	Sequence uint32
 	Status   ReceiptStatus
 	Amount   int64     // credit added by this voucher (0 unless Loaded)
 	Balance  int64     // the meter's credit after it
 	At       time.Time // meter clock, whole seconds
+	Data     []byte    // the meter's own receipt, at most MaxReceiptData bytes
 }
 
-const receiptSize = 4 + 1 + 8 + 8 + 4
+// MaxReceiptData bounds Receipt.Data.
+const MaxReceiptData = 64
+
+const receiptFixed = 4 + 1 + 8 + 8 + 4 + 1
 
 // MaxReceipts is how many receipts the card keeps, newest last; older ones
 // are overwritten (the meter also reports every load by telemetry).
@@ -402,40 +411,61 @@ func (r Receipt) marshal(b []byte) []byte {
 	b = append(b, byte(r.Status))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Amount))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Balance))
-	return binary.BigEndian.AppendUint32(b, unix32(r.At))
+	b = binary.BigEndian.AppendUint32(b, unix32(r.At))
+	b = append(b, byte(len(r.Data)))
+	return append(b, r.Data...)
 }
 
-func parseReceipt(b []byte) (Receipt, error) {
-	if len(b) != receiptSize {
-		return Receipt{}, fmt.Errorf("%w: receipt of %d bytes, want %d", ErrFormat, len(b), receiptSize)
+func (r Receipt) check() error {
+	if r.Status < Loaded || r.Status > Rejected {
+		return fmt.Errorf("receipt status %d", r.Status)
 	}
+	if r.Status != Loaded && r.Amount != 0 {
+		return fmt.Errorf("%v receipt with amount %d", r.Status, r.Amount)
+	}
+	if len(r.Data) > MaxReceiptData {
+		return fmt.Errorf("receipt data of %d bytes, at most %d", len(r.Data), MaxReceiptData)
+	}
+	return nil
+}
+
+// parseReceipt decodes one receipt from the front of b and returns the rest.
+func parseReceipt(b []byte) (Receipt, []byte, error) {
+	if len(b) < receiptFixed || len(b) < receiptFixed+int(b[receiptFixed-1]) {
+		return Receipt{}, nil, fmt.Errorf("%w: receipt truncated", ErrFormat)
+	}
+	n := receiptFixed + int(b[receiptFixed-1])
 	r := Receipt{
 		Sequence: binary.BigEndian.Uint32(b[0:4]),
 		Status:   ReceiptStatus(b[4]),
 		Amount:   int64(binary.BigEndian.Uint64(b[5:13])),
 		Balance:  int64(binary.BigEndian.Uint64(b[13:21])),
 		At:       time32(binary.BigEndian.Uint32(b[21:25])),
+		Data:     clone(b[receiptFixed:n]),
 	}
-	if r.Status < Loaded || r.Status > Rejected {
-		return Receipt{}, fmt.Errorf("%w: receipt status %d", ErrFormat, b[4])
+	if err := r.check(); err != nil {
+		return Receipt{}, nil, fmt.Errorf("%w: %w", ErrFormat, err)
 	}
-	if r.Status != Loaded && r.Amount != 0 {
-		return Receipt{}, fmt.Errorf("%w: %v receipt with amount %d", ErrFormat, r.Status, r.Amount)
-	}
-	return r, nil
+	return r, b[n:], nil
 }
 
 func parseReceipts(b []byte) ([]Receipt, error) {
-	if len(b) < 1 || int(b[0]) > MaxReceipts || len(b) != 1+int(b[0])*receiptSize {
+	if len(b) < 1 || int(b[0]) > MaxReceipts {
 		return nil, fmt.Errorf("%w: receipts file of %d bytes", ErrFormat, len(b))
 	}
-	rs := make([]Receipt, 0, b[0])
-	for i := 0; i < int(b[0]); i++ {
-		r, err := parseReceipt(b[1+i*receiptSize : 1+(i+1)*receiptSize])
+	n := int(b[0])
+	rs := make([]Receipt, 0, n)
+	b = b[1:]
+	for i := 0; i < n; i++ {
+		r, rest, err := parseReceipt(b)
 		if err != nil {
 			return nil, fmt.Errorf("receipt %d: %w", i, err)
 		}
 		rs = append(rs, r)
+		b = rest
+	}
+	if len(b) != 0 {
+		return nil, fmt.Errorf("%w: %d bytes after the last receipt", ErrFormat, len(b))
 	}
 	return rs, nil
 }

@@ -100,6 +100,11 @@ func (img *Image) Validate() error {
 	if len(img.Receipts) > MaxReceipts {
 		return fmt.Errorf("card image: %d receipts", len(img.Receipts))
 	}
+	for i, r := range img.Receipts {
+		if err := r.check(); err != nil {
+			return fmt.Errorf("card image: receipt %d: %w", i, err)
+		}
+	}
 	return nil
 }
 
@@ -457,8 +462,8 @@ func writeReceipt(img *Image, slot int, data []byte) uint16 {
 	if slot >= Slots {
 		return SWBoundaryError
 	}
-	r, err := parseReceipt(data)
-	if err != nil {
+	r, rest, err := parseReceipt(data)
+	if err != nil || len(rest) != 0 {
 		return SWParameterError
 	}
 	s := &img.Slots[slot]

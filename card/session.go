@@ -213,6 +213,9 @@ func (s *Session) WriteReceipt(slot int, r Receipt) error {
 	if slot < 0 || slot >= Slots {
 		return fmt.Errorf("card: slot %d out of range", slot)
 	}
+	if err := r.check(); err != nil {
+		return fmt.Errorf("card: %w", err)
+	}
 	_, err := s.call(insWriteReceipt, []byte{byte(slot)}, r.marshal(nil))
 	return err
 }
