@@ -23,7 +23,7 @@ func testKey(label string) ed25519.PrivateKey {
 
 // rig is a meter on an emulated EEPROM with the head-end's signing keys.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	ee     *EEPROM
 	m      *Meter
 	credit ed25519.PrivateKey
@@ -43,7 +43,7 @@ func testKeys() Keys {
 	return k
 }
 
-func newRig(t *testing.T, p Params, deps Deps, stsCfg *sts.DecoderConfig) *rig {
+func newRig(t testing.TB, p Params, deps Deps, stsCfg *sts.DecoderConfig) *rig {
 	t.Helper()
 	r := &rig{t: t, ee: NewEEPROM(DefaultEEPROMSize, DefaultPageSize), credit: testKey("credit"), manage: testKey("manage"), deps: deps}
 	if err := Format(r.ee, Provision{ID: testMeterID, Params: p, Keys: testKeys(), STS: stsCfg}); err != nil {
@@ -128,7 +128,7 @@ func (r *rig) hasEvent(k EventKind, since uint32) bool {
 	return false
 }
 
-func wantErr(t *testing.T, err, target error) {
+func wantErr(t testing.TB, err, target error) {
 	t.Helper()
 	if !errors.Is(err, target) {
 		t.Fatalf("error = %v, want %v", err, target)
@@ -139,7 +139,7 @@ func wantErr(t *testing.T, err, target error) {
 // derived with DKGA04 from a supply group's vending key, and the coder that
 // seals tokens under it.
 type vend struct {
-	t     *testing.T
+	t     testing.TB
 	cfg   sts.DecoderConfig
 	coder *sts.Coder
 	tid   uint32
@@ -147,7 +147,7 @@ type vend struct {
 
 var testKeyID = sts.KeyID{KT: 2, SGC: 600727, TI: 1, KRN: 1}
 
-func newVend(t *testing.T, vendingKeyLabel string) *vend {
+func newVend(t testing.TB, vendingKeyLabel string) *vend {
 	t.Helper()
 	vk := sha256.Sum256([]byte(vendingKeyLabel))
 	pan, err := sts.ParsePAN("600727000000000009")
@@ -210,7 +210,7 @@ func (v *vend) keyChange(newKey []byte) []string {
 }
 
 // stsRig is a rig with an STS decoder provisioned from v.
-func stsRig(t *testing.T, p Params, v *vend) *rig {
+func stsRig(t testing.TB, p Params, v *vend) *rig {
 	t.Helper()
 	cfg := v.cfg
 	return newRig(t, p, Deps{}, &cfg)

@@ -220,7 +220,13 @@ func (s *state) unmarshal(b []byte) error {
 	}
 	p.UTCOffset = int16(r.u16("utc_offset"))
 	p.ReverseLimit = r.u32("reverse_limit")
-	p.CloseOnTamper = r.u8("close_on_tamper") != 0
+	switch r.u8("close_on_tamper") {
+	case 0:
+	case 1:
+		p.CloseOnTamper = true
+	default:
+		r.fail("close_on_tamper", "not 0 or 1")
+	}
 	p.LockoutFree = r.u8("lockout_free")
 	p.LockoutBase = r.u32("lockout_base")
 	p.LockoutMax = r.u32("lockout_max")
