@@ -60,6 +60,18 @@ type Store interface {
 type Tx interface {
 	Operators() Operators
 	Settings() Settings
+	Vendors() Vendors
+	SupplyGroups() SupplyGroups
+	Tariffs() Tariffs
+	Customers() Customers
+	Meters() Meters
+	MeterMonths() MeterMonths
+	Purchases() Purchases
+	Tokens() Tokens
+	Ledger() Ledger
+	Audit() Audit
+	Credentials() Credentials
+	EngineeringRequests() EngineeringRequests
 }
 
 // Operator is a person or terminal allowed to act on the head-end.
@@ -73,8 +85,10 @@ type Operator struct {
 	// admin) so the first login has to replace them.
 	MustChangePassword bool
 	Disabled           bool
-	CreatedAt          time.Time
-	UpdatedAt          time.Time
+	// VendorID is the vending point a cashier sells for; 0 for others.
+	VendorID  int64
+	CreatedAt time.Time
+	UpdatedAt time.Time
 }
 
 // Operators is the operator aggregate.

@@ -65,6 +65,8 @@ func Dialect(migrations fs.FS) sqlstore.Dialect {
 		// An arbitrary constant that names Sluice's migrations.
 		MigrationLock: `SELECT pg_advisory_xact_lock(20942)`,
 		ReadTx:        &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead},
+		ForUpdate:     " FOR UPDATE",
+		SealerLock:    `SELECT pg_advisory_xact_lock(20943)`,
 	}
 }
 

@@ -41,6 +41,11 @@ type Dialect struct {
 	MigrationLock string
 	// ReadTx configures read-only transactions; nil means sql.DB.Begin.
 	ReadTx *sql.TxOptions
+	// ForUpdate is appended to a SELECT that locks the rows it reads
+	// (PostgreSQL); SQLite's write transactions are exclusive already.
+	ForUpdate string
+	// SealerLock, when set, runs to serialise audit sealers across replicas.
+	SealerLock string
 }
 
 // DB is a store.Store over one database.
@@ -202,8 +207,83 @@ func (t *tx) row(ctx context.Context, q string, args []any, dest ...any) error {
 	return t.db.wrap(t.tx.QueryRowContext(ctx, t.db.rebind(q), args...).Scan(dest...))
 }
 
-func (t *tx) Operators() store.Operators { return operators{t} }
-func (t *tx) Settings() store.Settings   { return settings{t} }
+func (t *tx) Operators() store.Operators                     { return operators{t} }
+func (t *tx) Settings() store.Settings                       { return settings{t} }
+func (t *tx) Vendors() store.Vendors                         { return vendors{t} }
+func (t *tx) SupplyGroups() store.SupplyGroups               { return supplyGroups{t} }
+func (t *tx) Tariffs() store.Tariffs                         { return tariffs{t} }
+func (t *tx) Customers() store.Customers                     { return customers{t} }
+func (t *tx) Meters() store.Meters                           { return meters{t} }
+func (t *tx) MeterMonths() store.MeterMonths                 { return meterMonths{t} }
+func (t *tx) Purchases() store.Purchases                     { return purchases{t} }
+func (t *tx) Tokens() store.Tokens                           { return tokens{t} }
+func (t *tx) Ledger() store.Ledger                           { return ledger{t} }
+func (t *tx) Audit() store.Audit                             { return auditLog{t} }
+func (t *tx) Credentials() store.Credentials                 { return credentials{t} }
+func (t *tx) EngineeringRequests() store.EngineeringRequests { return engRequests{t} }
+
+// nullID stores a zero ID as NULL (no reference).
+func nullID(id int64) any {
+	if id == 0 {
+		return nil
+	}
+	return id
+}
+
+// nullBytes stores an empty slice as NULL.
+func nullBytes(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// nullString stores "" as NULL.
+func nullString(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}
+
+// rowsAffected maps an UPDATE that matched nothing to ErrNotFound.
+func rowsAffected(res sql.Result, what string) error {
+	if n, err := res.RowsAffected(); err == nil && n == 0 {
+		return fmt.Errorf("%s: %w", what, store.ErrNotFound)
+	}
+	return nil
+}
+
+// collect runs a query and scans every row with scan.
+func collect[T any](t *tx, ctx context.Context, what string, scan func(func(...any) error) (T, error), q string, args ...any) ([]T, error) {
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	for rows.Next() {
+		v, err := scan(rows.Scan)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", what, t.db.wrap(err))
+		}
+		out = append(out, v)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, t.db.wrap(err))
+	}
+	return out, nil
+}
+
+// one runs a query expected to return one row and scans it.
+func one[T any](t *tx, ctx context.Context, what string, scan func(func(...any) error) (T, error), q string, args ...any) (T, error) {
+	v, err := scan(t.tx.QueryRowContext(ctx, t.db.rebind(q), args...).Scan)
+	if err != nil {
+		var zero T
+		return zero, fmt.Errorf("%s: %w", what, t.db.wrap(err))
+	}
+	return v, nil
+}
 
 // micros stores a time; zero times are stored as 0.
 func micros(t time.Time) int64 {

@@ -2,6 +2,7 @@ package sqlstore
 
 import (
 	"context"
+	"database/sql"
 	"fmt"
 	"time"
 
@@ -10,22 +11,23 @@ import (
 
 type operators struct{ *tx }
 
-const operatorCols = `id, username, display_name, role, password_hash, must_change_password, disabled, created_at, updated_at`
+const operatorCols = `id, username, display_name, role, password_hash, must_change_password, disabled, vendor_id, created_at, updated_at`
 
 func scanOperator(scan func(...any) error) (store.Operator, error) {
 	var o store.Operator
 	var created, updated int64
-	err := scan(&o.ID, &o.Username, &o.DisplayName, &o.Role, &o.PasswordHash, &o.MustChangePassword, &o.Disabled, &created, &updated)
-	o.CreatedAt, o.UpdatedAt = fromMicros(created), fromMicros(updated)
+	var vendor sql.NullInt64
+	err := scan(&o.ID, &o.Username, &o.DisplayName, &o.Role, &o.PasswordHash, &o.MustChangePassword, &o.Disabled, &vendor, &created, &updated)
+	o.CreatedAt, o.UpdatedAt, o.VendorID = fromMicros(created), fromMicros(updated), vendor.Int64
 	return o, err
 }
 
 func (r operators) Create(ctx context.Context, o store.Operator) (store.Operator, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	o.CreatedAt, o.UpdatedAt = now, now
-	err := r.row(ctx, `INSERT INTO operators (username, display_name, role, password_hash, must_change_password, disabled, created_at, updated_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		[]any{o.Username, o.DisplayName, o.Role, o.PasswordHash, o.MustChangePassword, o.Disabled, micros(now), micros(now)}, &o.ID)
+	err := r.row(ctx, `INSERT INTO operators (username, display_name, role, password_hash, must_change_password, disabled, vendor_id, created_at, updated_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		[]any{o.Username, o.DisplayName, o.Role, o.PasswordHash, o.MustChangePassword, o.Disabled, nullID(o.VendorID), micros(now), micros(now)}, &o.ID)
 	if err != nil {
 		return store.Operator{}, fmt.Errorf("create operator %q: %w", o.Username, err)
 	}
@@ -74,8 +76,8 @@ func (r operators) Count(ctx context.Context) (int, error) {
 }
 
 func (r operators) Update(ctx context.Context, o store.Operator) error {
-	res, err := r.exec(ctx, `UPDATE operators SET display_name = ?, role = ?, password_hash = ?, must_change_password = ?, disabled = ?, updated_at = ?
-		WHERE id = ?`, o.DisplayName, o.Role, o.PasswordHash, o.MustChangePassword, o.Disabled, micros(time.Now()), o.ID)
+	res, err := r.exec(ctx, `UPDATE operators SET display_name = ?, role = ?, password_hash = ?, must_change_password = ?, disabled = ?, vendor_id = ?, updated_at = ?
+		WHERE id = ?`, o.DisplayName, o.Role, o.PasswordHash, o.MustChangePassword, o.Disabled, nullID(o.VendorID), micros(time.Now()), o.ID)
 	if err != nil {
 		return fmt.Errorf("update operator %d: %w", o.ID, err)
 	}

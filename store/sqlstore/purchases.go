@@ -1,0 +1,398 @@
+package sqlstore
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"sluice/store"
+)
+
+// --- purchases
+
+type purchases struct{ *tx }
+
+const purchaseCols = `id, vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at`
+
+func scanPurchase(scan func(...any) error) (store.Purchase, error) {
+	var p store.Purchase
+	var customer sql.NullInt64
+	var resp string
+	var created int64
+	err := scan(&p.ID, &p.VendorID, &p.IdempotencyKey, &p.RequestHash, &p.OperatorID, &p.MeterID, &customer,
+		&p.TenderedCents, &p.PaidCents, &p.Litres, &p.State, &resp, &created)
+	p.CustomerID, p.Response, p.CreatedAt = customer.Int64, []byte(resp), fromMicros(created)
+	return p, err
+}
+
+func (r purchases) Create(ctx context.Context, p store.Purchase) (store.Purchase, error) {
+	if p.CreatedAt.IsZero() {
+		p.CreatedAt = now()
+	}
+	err := r.row(ctx, `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		[]any{p.VendorID, p.IdempotencyKey, p.RequestHash, p.OperatorID, p.MeterID, nullID(p.CustomerID), p.TenderedCents, p.PaidCents,
+			p.Litres, p.State, string(p.Response), micros(p.CreatedAt)}, &p.ID)
+	if err != nil {
+		return store.Purchase{}, fmt.Errorf("create purchase: %w", err)
+	}
+	return p, nil
+}
+
+func (r purchases) ByID(ctx context.Context, id int64) (store.Purchase, error) {
+	return one(r.tx, ctx, fmt.Sprintf("purchase %d", id), scanPurchase, `SELECT `+purchaseCols+` FROM purchases WHERE id = ?`, id)
+}
+
+func (r purchases) ByKey(ctx context.Context, vendorID int64, key string) (store.Purchase, error) {
+	return one(r.tx, ctx, "purchase by idempotency key", scanPurchase, `SELECT `+purchaseCols+` FROM purchases WHERE vendor_id = ? AND idempotency_key = ?`, vendorID, key)
+}
+
+func (r purchases) ByMeter(ctx context.Context, meterID int64, limit int) ([]store.Purchase, error) {
+	return collect(r.tx, ctx, "purchases of meter", scanPurchase, `SELECT `+purchaseCols+` FROM purchases WHERE meter_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, meterID, limit)
+}
+
+func (r purchases) SetResponse(ctx context.Context, id int64, response []byte) error {
+	res, err := r.exec(ctx, `UPDATE purchases SET response = ? WHERE id = ?`, string(response), id)
+	if err != nil {
+		return fmt.Errorf("purchase %d: %w", id, err)
+	}
+	return rowsAffected(res, fmt.Sprintf("purchase %d", id))
+}
+
+func (r purchases) SetState(ctx context.Context, id int64, state string) error {
+	res, err := r.exec(ctx, `UPDATE purchases SET state = ? WHERE id = ?`, state, id)
+	if err != nil {
+		return fmt.Errorf("purchase %d: %w", id, err)
+	}
+	return rowsAffected(res, fmt.Sprintf("purchase %d", id))
+}
+
+// --- tokens
+
+type tokens struct{ *tx }
+
+const tokenCols = `id, meter_id, purchase_id, request_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at`
+
+func scanToken(scan func(...any) error) (store.Token, error) {
+	var t store.Token
+	var purchase, request, tid, seq sql.NullInt64
+	var digits sql.NullString
+	var created int64
+	err := scan(&t.ID, &t.MeterID, &purchase, &request, &t.Ordinal, &t.Kind, &t.Class, &t.Subclass, &tid, &digits, &t.Voucher, &seq, &t.Litres, &created)
+	t.PurchaseID, t.RequestID, t.TID, t.Digits, t.VoucherSeq = purchase.Int64, request.Int64, tid.Int64, digits.String, seq.Int64
+	t.CreatedAt = fromMicros(created)
+	return t, err
+}
+
+func (r tokens) Create(ctx context.Context, t store.Token) (store.Token, error) {
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = now()
+	}
+	var tid any
+	if t.Digits != "" && t.TID != 0 {
+		tid = t.TID
+	}
+	err := r.row(ctx, `INSERT INTO tokens (meter_id, purchase_id, request_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		[]any{t.MeterID, nullID(t.PurchaseID), nullID(t.RequestID), t.Ordinal, t.Kind, t.Class, t.Subclass, tid, nullString(t.Digits),
+			nullBytes(t.Voucher), nullID(t.VoucherSeq), t.Litres, micros(t.CreatedAt)}, &t.ID)
+	if err != nil {
+		return store.Token{}, fmt.Errorf("create token for meter %d: %w", t.MeterID, err)
+	}
+	return t, nil
+}
+
+func (r tokens) ByPurchase(ctx context.Context, purchaseID int64) ([]store.Token, error) {
+	return collect(r.tx, ctx, "tokens of purchase", scanToken, `SELECT `+tokenCols+` FROM tokens WHERE purchase_id = ? ORDER BY ordinal`, purchaseID)
+}
+
+func (r tokens) ByMeter(ctx context.Context, meterID int64, limit int) ([]store.Token, error) {
+	return collect(r.tx, ctx, "tokens of meter", scanToken, `SELECT `+tokenCols+` FROM tokens WHERE meter_id = ? ORDER BY id DESC LIMIT ?`, meterID, limit)
+}
+
+// --- ledger
+
+type ledger struct{ *tx }
+
+func (r ledger) Append(ctx context.Context, t store.LedgerTxn) (int64, error) {
+	if t.CreatedAt.IsZero() {
+		t.CreatedAt = now()
+	}
+	var id int64
+	err := r.row(ctx, `INSERT INTO ledger_txns (kind, purchase_id, operator_id, memo, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		[]any{t.Kind, nullID(t.PurchaseID), nullID(t.OperatorID), t.Memo, micros(t.CreatedAt)}, &id)
+	if err != nil {
+		return 0, fmt.Errorf("ledger %s: %w", t.Kind, err)
+	}
+	for _, p := range t.Postings {
+		if _, err := r.exec(ctx, `INSERT INTO ledger_postings (txn_id, account, unit, amount) VALUES (?, ?, ?, ?)`, id, p.Account, p.Unit, p.Amount); err != nil {
+			return 0, fmt.Errorf("ledger %s posting %s: %w", t.Kind, p.Account, err)
+		}
+	}
+	return id, nil
+}
+
+func (r ledger) Each(ctx context.Context, fn func(store.LedgerTxn) error) error {
+	rows, err := r.query(ctx, `SELECT t.id, t.kind, t.purchase_id, t.operator_id, t.memo, t.created_at, p.account, p.unit, p.amount
+		FROM ledger_txns t JOIN ledger_postings p ON p.txn_id = t.id ORDER BY t.id, p.id`)
+	if err != nil {
+		return fmt.Errorf("ledger: %w", err)
+	}
+	defer rows.Close()
+	var cur store.LedgerTxn
+	for rows.Next() {
+		var id, created int64
+		var kind, memo string
+		var purchase, operator sql.NullInt64
+		var p store.Posting
+		if err := rows.Scan(&id, &kind, &purchase, &operator, &memo, &created, &p.Account, &p.Unit, &p.Amount); err != nil {
+			return fmt.Errorf("ledger: %w", r.db.wrap(err))
+		}
+		if id != cur.ID {
+			if cur.ID != 0 {
+				if err := fn(cur); err != nil {
+					return err
+				}
+			}
+			cur = store.LedgerTxn{ID: id, Kind: kind, PurchaseID: purchase.Int64, OperatorID: operator.Int64, Memo: memo, CreatedAt: fromMicros(created)}
+		}
+		cur.Postings = append(cur.Postings, p)
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("ledger: %w", r.db.wrap(err))
+	}
+	if cur.ID != 0 {
+		return fn(cur)
+	}
+	return nil
+}
+
+func (r ledger) Balance(ctx context.Context, account, unit string) (int64, error) {
+	var b int64
+	err := r.row(ctx, `SELECT COALESCE(SUM(amount), 0) FROM ledger_postings WHERE account = ? AND unit = ?`, []any{account, unit}, &b)
+	return b, err
+}
+
+// --- audit
+
+type auditLog struct{ *tx }
+
+const auditCols = `id, at, actor, action, object, details, seq, prev_hash, hash, anchor`
+
+func scanAudit(scan func(...any) error) (store.AuditRecord, error) {
+	var a store.AuditRecord
+	var at int64
+	var seq sql.NullInt64
+	err := scan(&a.ID, &at, &a.Actor, &a.Action, &a.Object, &a.Details, &seq, &a.PrevHash, &a.Hash, &a.Anchor)
+	a.At, a.Seq = fromMicros(at), seq.Int64
+	if a.Details == nil {
+		a.Details = []byte{}
+	}
+	return a, err
+}
+
+func (r auditLog) Append(ctx context.Context, a store.AuditRecord) error {
+	if a.Details == nil {
+		a.Details = []byte{}
+	}
+	_, err := r.exec(ctx, `INSERT INTO audit_log (at, actor, action, object, details) VALUES (?, ?, ?, ?, ?)`,
+		a.At.UnixMicro(), a.Actor, a.Action, a.Object, a.Details)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", a.Action, err)
+	}
+	return nil
+}
+
+func (r auditLog) Head(ctx context.Context) (store.AuditRecord, error) {
+	return one(r.tx, ctx, "audit head", scanAudit, `SELECT `+auditCols+` FROM audit_log WHERE seq IS NOT NULL ORDER BY seq DESC LIMIT 1`)
+}
+
+func (r auditLog) Pending(ctx context.Context, limit int) ([]store.AuditRecord, error) {
+	return collect(r.tx, ctx, "pending audit", scanAudit, `SELECT `+auditCols+` FROM audit_log WHERE seq IS NULL ORDER BY id LIMIT ?`, limit)
+}
+
+func (r auditLog) Seal(ctx context.Context, a store.AuditRecord) error {
+	res, err := r.exec(ctx, `UPDATE audit_log SET seq = ?, prev_hash = ?, hash = ?, anchor = ? WHERE id = ? AND seq IS NULL`,
+		a.Seq, a.PrevHash, a.Hash, nullBytes(a.Anchor), a.ID)
+	if err != nil {
+		return fmt.Errorf("seal audit %d: %w", a.ID, err)
+	}
+	return rowsAffected(res, fmt.Sprintf("pending audit record %d", a.ID))
+}
+
+func (r auditLog) Each(ctx context.Context, from int64, fn func(store.AuditRecord) error) error {
+	rows, err := r.query(ctx, `SELECT `+auditCols+` FROM audit_log WHERE seq >= ? ORDER BY seq`, from)
+	if err != nil {
+		return fmt.Errorf("audit: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		a, err := scanAudit(rows.Scan)
+		if err != nil {
+			return fmt.Errorf("audit: %w", r.db.wrap(err))
+		}
+		if err := fn(a); err != nil {
+			return err
+		}
+	}
+	return r.db.wrap(rows.Err())
+}
+
+func (r auditLog) CountPending(ctx context.Context) (int64, error) {
+	var n int64
+	return n, r.row(ctx, `SELECT COUNT(*) FROM audit_log WHERE seq IS NULL`, nil, &n)
+}
+
+func (r auditLog) LockSealer(ctx context.Context) error {
+	if r.db.d.SealerLock == "" {
+		return nil
+	}
+	_, err := r.exec(ctx, r.db.d.SealerLock)
+	return err
+}
+
+// --- credentials
+
+type credentials struct{ *tx }
+
+func (r credentials) CreateSession(ctx context.Context, s store.Session) error {
+	_, err := r.exec(ctx, `INSERT INTO sessions (token_hash, operator_id, created_at, expires_at) VALUES (?, ?, ?, ?)`,
+		s.TokenHash, s.OperatorID, micros(s.CreatedAt), micros(s.ExpiresAt))
+	if err != nil {
+		return fmt.Errorf("create session: %w", err)
+	}
+	return nil
+}
+
+func (r credentials) Session(ctx context.Context, tokenHash []byte) (store.Session, error) {
+	var s store.Session
+	var created, expires int64
+	err := r.row(ctx, `SELECT token_hash, operator_id, created_at, expires_at FROM sessions WHERE token_hash = ?`, []any{tokenHash},
+		&s.TokenHash, &s.OperatorID, &created, &expires)
+	s.CreatedAt, s.ExpiresAt = fromMicros(created), fromMicros(expires)
+	if err != nil {
+		return store.Session{}, fmt.Errorf("session: %w", err)
+	}
+	return s, nil
+}
+
+func (r credentials) DeleteSession(ctx context.Context, tokenHash []byte) error {
+	_, err := r.exec(ctx, `DELETE FROM sessions WHERE token_hash = ?`, tokenHash)
+	return err
+}
+
+func (r credentials) DeleteSessionsOf(ctx context.Context, operatorID int64) error {
+	_, err := r.exec(ctx, `DELETE FROM sessions WHERE operator_id = ?`, operatorID)
+	return err
+}
+
+const apiKeyCols = `id, key_hash, prefix, operator_id, label, created_at, revoked_at`
+
+func scanAPIKey(scan func(...any) error) (store.APIKey, error) {
+	var k store.APIKey
+	var created int64
+	var revoked sql.NullInt64
+	err := scan(&k.ID, &k.KeyHash, &k.Prefix, &k.OperatorID, &k.Label, &created, &revoked)
+	k.CreatedAt, k.RevokedAt = fromMicros(created), fromMicros(revoked.Int64)
+	return k, err
+}
+
+func (r credentials) CreateAPIKey(ctx context.Context, k store.APIKey) (store.APIKey, error) {
+	k.CreatedAt = now()
+	err := r.row(ctx, `INSERT INTO api_keys (key_hash, prefix, operator_id, label, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
+		[]any{k.KeyHash, k.Prefix, k.OperatorID, k.Label, micros(k.CreatedAt)}, &k.ID)
+	if err != nil {
+		return store.APIKey{}, fmt.Errorf("create API key: %w", err)
+	}
+	return k, nil
+}
+
+func (r credentials) APIKey(ctx context.Context, keyHash []byte) (store.APIKey, error) {
+	return one(r.tx, ctx, "API key", scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys WHERE key_hash = ?`, keyHash)
+}
+
+func (r credentials) APIKeys(ctx context.Context) ([]store.APIKey, error) {
+	return collect(r.tx, ctx, "list API keys", scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys ORDER BY id`)
+}
+
+func (r credentials) RevokeAPIKey(ctx context.Context, id int64, at time.Time) error {
+	res, err := r.exec(ctx, `UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL`, micros(at), id)
+	if err != nil {
+		return fmt.Errorf("revoke API key %d: %w", id, err)
+	}
+	return rowsAffected(res, fmt.Sprintf("active API key %d", id))
+}
+
+func (r credentials) RecordLoginFailure(ctx context.Context, username, remote string, at time.Time) error {
+	_, err := r.exec(ctx, `INSERT INTO login_failures (username, remote, at) VALUES (?, ?, ?)`, username, remote, micros(at))
+	return err
+}
+
+func (r credentials) LoginFailures(ctx context.Context, username, remote string, since time.Time) (int, int, error) {
+	var byUser, byRemote int
+	if err := r.row(ctx, `SELECT COUNT(*) FROM login_failures WHERE username = ? AND at >= ?`, []any{username, micros(since)}, &byUser); err != nil {
+		return 0, 0, err
+	}
+	if err := r.row(ctx, `SELECT COUNT(*) FROM login_failures WHERE remote = ? AND at >= ?`, []any{remote, micros(since)}, &byRemote); err != nil {
+		return 0, 0, err
+	}
+	return byUser, byRemote, nil
+}
+
+func (r credentials) ClearLoginFailures(ctx context.Context, username string) error {
+	_, err := r.exec(ctx, `DELETE FROM login_failures WHERE username = ?`, username)
+	return err
+}
+
+// --- engineering requests
+
+type engRequests struct{ *tx }
+
+const engCols = `id, meter_id, action, params, reason, state, requested_by, requested_at, decided_by, decided_at`
+
+func scanEng(scan func(...any) error) (store.EngineeringRequest, error) {
+	var e store.EngineeringRequest
+	var params string
+	var reqAt int64
+	var by, at sql.NullInt64
+	err := scan(&e.ID, &e.MeterID, &e.Action, &params, &e.Reason, &e.State, &e.RequestedBy, &reqAt, &by, &at)
+	e.Params, e.RequestedAt, e.DecidedBy, e.DecidedAt = []byte(params), fromMicros(reqAt), by.Int64, fromMicros(at.Int64)
+	return e, err
+}
+
+func (r engRequests) Create(ctx context.Context, e store.EngineeringRequest) (store.EngineeringRequest, error) {
+	e.State, e.RequestedAt = store.RequestPending, now()
+	err := r.row(ctx, `INSERT INTO engineering_requests (meter_id, action, params, reason, state, requested_by, requested_at) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+		[]any{e.MeterID, e.Action, string(e.Params), e.Reason, e.State, e.RequestedBy, micros(e.RequestedAt)}, &e.ID)
+	if err != nil {
+		return store.EngineeringRequest{}, fmt.Errorf("create engineering request: %w", err)
+	}
+	return e, nil
+}
+
+func (r engRequests) ByID(ctx context.Context, id int64) (store.EngineeringRequest, error) {
+	return one(r.tx, ctx, fmt.Sprintf("engineering request %d", id), scanEng, `SELECT `+engCols+` FROM engineering_requests WHERE id = ?`, id)
+}
+
+func (r engRequests) List(ctx context.Context, state string, limit int) ([]store.EngineeringRequest, error) {
+	if state == "" {
+		return collect(r.tx, ctx, "engineering requests", scanEng, `SELECT `+engCols+` FROM engineering_requests ORDER BY id DESC LIMIT ?`, limit)
+	}
+	return collect(r.tx, ctx, "engineering requests", scanEng, `SELECT `+engCols+` FROM engineering_requests WHERE state = ? ORDER BY id DESC LIMIT ?`, state, limit)
+}
+
+func (r engRequests) Decide(ctx context.Context, id int64, state string, by int64, at time.Time) error {
+	res, err := r.exec(ctx, `UPDATE engineering_requests SET state = ?, decided_by = ?, decided_at = ? WHERE id = ? AND state = 'pending'`,
+		state, by, micros(at), id)
+	if err != nil {
+		return fmt.Errorf("decide engineering request %d: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		if _, err := r.ByID(ctx, id); err != nil {
+			return err
+		}
+		return fmt.Errorf("engineering request %d is not pending: %w", id, store.ErrConflict)
+	}
+	return nil
+}
