@@ -65,13 +65,20 @@ func TIDPlain(class, subclass, rnd uint8, tid uint32, field uint16) (Plain, erro
 	return p, p.check()
 }
 
-// RND, TID and Field read the TID-bearing layout.
-func (p Plain) RND() uint8      { return uint8(p.Payload>>40) & 0xF }
-func (p Plain) TID() uint32     { return uint32(p.Payload>>16) & MaxTID }
-func (p Plain) Field() uint16   { return uint16(p.Payload) }
+// RND returns the random nibble of the TID-bearing layout.
+func (p Plain) RND() uint8 { return uint8(p.Payload>>40) & 0xF }
+
+// TID returns the token identifier of the TID-bearing layout.
+func (p Plain) TID() uint32 { return uint32(p.Payload>>16) & MaxTID }
+
+// Field returns the 16-bit amount or value field of the TID-bearing layout.
+func (p Plain) Field() uint16 { return uint16(p.Payload) }
+
+// HasTID reports whether p uses the TID-bearing layout (RND | TID | field).
+func (p Plain) HasTID() bool { return hasTID(p.Class, p.Subclass) }
+
 func (p Plain) block() uint64   { return uint64(p.Subclass)<<60 | p.Payload<<16 | uint64(p.crc()) }
 func (p Plain) crc() uint16     { return blockCRC(p.Class, p.Subclass, p.Payload) }
-func (p Plain) HasTID() bool    { return hasTID(p.Class, p.Subclass) }
 func (p Plain) encrypted() bool { return p.Class != ClassTest }
 
 // hasTID reports whether the layout carries RND | TID | field: credit

@@ -59,7 +59,7 @@ func (c *Coder) init(ea EA, key []byte, t *STATables) error {
 // EA returns the Coder's algorithm.
 func (c *Coder) EA() EA { return c.ea }
 
-// Encrypt64 and Decrypt64 apply the bare block cipher, for tests and tools.
+// Encrypt64 applies the bare block cipher, for tests and tools.
 func (c *Coder) Encrypt64(b uint64) uint64 {
 	if c.ea == EA07 {
 		return c.sta.encrypt(b)
@@ -67,6 +67,7 @@ func (c *Coder) Encrypt64(b uint64) uint64 {
 	return c.misty.Encrypt64(b)
 }
 
+// Decrypt64 inverts Encrypt64.
 func (c *Coder) Decrypt64(b uint64) uint64 {
 	if c.ea == EA07 {
 		return c.sta.decrypt(b)

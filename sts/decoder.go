@@ -88,14 +88,28 @@ func NewDecoder(cfg DecoderConfig) (Decoder, error) {
 // which are configuration, not state.
 func (d *Decoder) SetTables(t *STATables) { d.tables = t }
 
-// EA, Key, KeyID, KEN and Base report the decoder key in force.
-func (d *Decoder) EA() EA         { return d.ea }
-func (d *Decoder) Key() []byte    { return append([]byte(nil), d.key[:d.ea.KeySize()]...) }
-func (d *Decoder) KeyID() KeyID   { return d.id }
-func (d *Decoder) KEN() uint8     { return d.ken }
+// EA returns the decoder's encryption algorithm.
+func (d *Decoder) EA() EA { return d.ea }
+
+// Key returns a copy of the decoder key in force.
+func (d *Decoder) Key() []byte { return append([]byte(nil), d.key[:d.ea.KeySize()]...) }
+
+// KeyID returns the KT, SGC, TI and KRN of the key in force.
+func (d *Decoder) KeyID() KeyID { return d.id }
+
+// KEN returns the key expiry number of the key in force.
+func (d *Decoder) KEN() uint8 { return d.ken }
+
+// Base returns the base date TIDs are counted from.
 func (d *Decoder) Base() BaseDate { return d.base }
+
+// Pending returns the key change sections held, bit i for section i+1.
 func (d *Decoder) Pending() uint8 { return d.pending }
+
+// MinTID returns the lowest TID the decoder could still accept.
 func (d *Decoder) MinTID() uint32 { return d.minTID }
+
+// TIDs returns a copy of the TID memory, ascending.
 func (d *Decoder) TIDs() []uint32 { return append([]uint32(nil), d.tids[:d.n]...) }
 func (d *Decoder) sectionsNeeded() uint8 {
 	if d.ea == EA11 {
