@@ -1,0 +1,226 @@
+package ledger
+
+import (
+	"crypto/sha256"
+	"encoding/binary"
+	"fmt"
+	"iter"
+)
+
+// Rule names an invariant; a Violation says which one broke.
+type Rule string
+
+// The invariants, in docs/ledger.md.
+const (
+	RuleMalformed       Rule = "malformed"        // entry fails Validate (including unbalanced)
+	RuleOrder           Rule = "order"            // Seq not strictly increasing
+	RuleDuplicateEntry  Rule = "duplicate-entry"  // entry ID seen before
+	RuleFloatNegative   Rule = "float-negative"   // a vendor float went below zero
+	RuleDebtNegative    Rule = "debt-negative"    // more debt recovered than owed
+	RulePurchaseTwice   Rule = "purchase-twice"   // one purchase ID, two purchase entries (two token sets)
+	RuleTIDReused       Rule = "tid-reused"       // an STS TID delivered twice to one meter
+	RuleSeqReused       Rule = "seq-reused"       // a voucher sequence delivered twice to one meter
+	RuleReversalUnknown Rule = "reversal-unknown" // reverses an entry not (yet) in the ledger
+	RuleReversalTwice   Rule = "reversal-twice"   // an entry reversed twice, or a reversal reversed
+	RuleReversalWrong   Rule = "reversal-wrong"   // postings are not the original's negated
+)
+
+// Violation is one broken invariant at one entry.
+type Violation struct {
+	Seq    uint64 `json:"seq"`
+	Entry  string `json:"entry"`
+	Rule   Rule   `json:"rule"`
+	Detail string `json:"detail"`
+}
+
+func (v Violation) String() string {
+	return fmt.Sprintf("entry %d %q: %s: %s", v.Seq, v.Entry, v.Rule, v.Detail)
+}
+
+type balanceKey struct {
+	acct Account
+	unit string
+}
+
+type meterID struct {
+	meter string
+	n     uint64
+}
+
+type entryInfo struct {
+	digest   [16]byte // of the postings, to recognise a true reversal
+	reversal bool
+	reversed bool
+	purchase string
+}
+
+// Checker checks the invariants over entries fed in commit order. It keeps
+// a digest per entry, the balances of float and debt accounts, and the TIDs
+// and sequence numbers seen per meter: memory grows with the ledger (about
+// 150 bytes per entry and per token), never with its postings.
+type Checker struct {
+	lastSeq   uint64
+	entries   map[string]*entryInfo
+	purchases map[string]string // purchase ID -> entry ID
+	balances  map[balanceKey]int64
+	tids      map[meterID]string
+	seqs      map[meterID]string
+	n         uint64
+}
+
+// NewChecker returns a checker for a ledger starting empty.
+func NewChecker() *Checker {
+	return &Checker{
+		entries: map[string]*entryInfo{}, purchases: map[string]string{}, balances: map[balanceKey]int64{},
+		tids: map[meterID]string{}, seqs: map[meterID]string{},
+	}
+}
+
+// Entries is the number of entries checked.
+func (c *Checker) Entries() uint64 { return c.n }
+
+// Balance is the balance of a float or debt account (debit positive) after
+// the entries checked so far; other accounts are not tracked.
+func (c *Checker) Balance(a Account, unit string) int64 { return c.balances[balanceKey{a, unit}] }
+
+// Add checks one entry against the ledger so far and records it. A
+// malformed entry is reported and otherwise ignored; an entry breaking
+// another rule is still recorded, so one fault is reported once and not
+// again at every later entry.
+func (c *Checker) Add(e *Entry) []Violation {
+	c.n++
+	var out []Violation
+	report := func(r Rule, format string, args ...any) {
+		out = append(out, Violation{Seq: e.Seq, Entry: e.ID, Rule: r, Detail: fmt.Sprintf(format, args...)})
+	}
+	if e.Seq != 0 {
+		if e.Seq <= c.lastSeq {
+			report(RuleOrder, "sequence %d after %d", e.Seq, c.lastSeq)
+		}
+		c.lastSeq = max(c.lastSeq, e.Seq)
+	}
+	if err := e.Validate(); err != nil {
+		report(RuleMalformed, "%v", err)
+		return out
+	}
+	if _, dup := c.entries[e.ID]; dup {
+		report(RuleDuplicateEntry, "entry ID already in the ledger")
+		return out
+	}
+	info := &entryInfo{digest: digest(e.Postings, 1), reversal: e.Type == TypeReversal, purchase: e.Purchase}
+	c.entries[e.ID] = info
+
+	switch e.Type {
+	case TypePurchase:
+		if prev, ok := c.purchases[e.Purchase]; ok {
+			report(RulePurchaseTwice, "purchase %q already posted as %q", e.Purchase, prev)
+		} else {
+			c.purchases[e.Purchase] = e.ID
+		}
+	case TypeReversal:
+		c.checkReversal(e, report)
+	}
+
+	for _, t := range e.Tokens {
+		if t.TID != 0 {
+			k := meterID{t.Meter, uint64(t.TID)}
+			if prev, ok := c.tids[k]; ok {
+				report(RuleTIDReused, "meter %s TID %d already delivered by %q", t.Meter, t.TID, prev)
+			} else {
+				c.tids[k] = e.ID
+			}
+		}
+		if t.Seq != 0 {
+			k := meterID{t.Meter, t.Seq}
+			if prev, ok := c.seqs[k]; ok {
+				report(RuleSeqReused, "meter %s voucher sequence %d already delivered by %q", t.Meter, t.Seq, prev)
+			} else {
+				c.seqs[k] = e.ID
+			}
+		}
+	}
+
+	// An entry is atomic: only its net effect on an account matters, and
+	// only an entry that draws a float (or debt) down past zero is at fault;
+	// later entries that leave it below zero are not reported again.
+	net := map[balanceKey]int64{}
+	var order []balanceKey
+	for _, p := range e.Postings {
+		if p.Account.Kind != Float && p.Account.Kind != Debt {
+			continue
+		}
+		k := balanceKey{p.Account, p.Unit}
+		if _, ok := net[k]; !ok {
+			order = append(order, k)
+		}
+		net[k] += p.Amount
+	}
+	for _, k := range order {
+		c.balances[k] += net[k]
+		switch b := c.balances[k]; {
+		case k.acct.Kind == Float && net[k] > 0 && b > 0:
+			report(RuleFloatNegative, "float of vendor %s is %d %s", k.acct.ID, -b, k.unit)
+		case k.acct.Kind == Debt && net[k] < 0 && b < 0:
+			report(RuleDebtNegative, "customer %s debt is %d %s", k.acct.ID, b, k.unit)
+		}
+	}
+	return out
+}
+
+func (c *Checker) checkReversal(e *Entry, report func(Rule, string, ...any)) {
+	orig, ok := c.entries[e.Reverses]
+	switch {
+	case !ok:
+		report(RuleReversalUnknown, "reverses %q, which is not earlier in the ledger", e.Reverses)
+	case orig.reversal:
+		report(RuleReversalTwice, "reverses %q, itself a reversal", e.Reverses)
+	case orig.reversed:
+		report(RuleReversalTwice, "%q was already reversed", e.Reverses)
+	default:
+		orig.reversed = true
+		if digest(e.Postings, -1) != orig.digest {
+			report(RuleReversalWrong, "postings are not those of %q negated", e.Reverses)
+		}
+		if e.Purchase != orig.purchase {
+			report(RuleReversalWrong, "purchase %q, but %q belongs to %q", e.Purchase, e.Reverses, orig.purchase)
+		}
+	}
+}
+
+// digest hashes postings (amounts multiplied by sign) in order.
+func digest(ps []Posting, sign int64) [16]byte {
+	h := sha256.New()
+	var buf []byte
+	for _, p := range ps {
+		buf = buf[:0]
+		for _, s := range []string{string(p.Account.Kind), p.Account.ID, p.Unit} {
+			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
+			buf = append(buf, s...)
+		}
+		buf = binary.BigEndian.AppendUint64(buf, uint64(sign*p.Amount))
+		h.Write(buf)
+	}
+	var d [16]byte
+	copy(d[:], h.Sum(nil))
+	return d
+}
+
+// Check runs a Checker over a stream of entries in commit order (as the
+// store yields them) and yields each violation. An error from the stream
+// is yielded once and ends the check.
+func Check(entries iter.Seq2[*Entry, error]) iter.Seq2[Violation, error] {
+	return func(yield func(Violation, error) bool) {
+		c := NewChecker()
+		for e, err := range entries {
+			if err != nil {
+				yield(Violation{}, fmt.Errorf("ledger: reading entry %d: %w", c.n+1, err))
+				return
+			}
+			for _, v := range c.Add(e) {
+				if !yield(v, nil) {
+					return
+				}
+			}
+		}
+	}
+}
