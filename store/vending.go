@@ -226,30 +226,34 @@ type Tokens interface {
 	ByMeter(ctx context.Context, meterID int64, limit int) ([]Token, error)
 }
 
-// Posting is one line of a ledger transaction.
+// Posting is one line of a ledger entry (package ledger's Posting, stored).
 type Posting struct {
-	Account string
-	Unit    string // currency code for money, "L" for the litre memo accounts
+	Account string // "kind:id"
+	Unit    string // currency code, or "L" for the litre memo accounts
 	Amount  int64  // positive debit, negative credit
 }
 
-// LedgerTxn is a balanced set of postings.
-type LedgerTxn struct {
-	ID         int64
-	Kind       string
-	PurchaseID int64
-	OperatorID int64
-	Memo       string
-	CreatedAt  time.Time
-	Postings   []Posting
+// LedgerEntry is a stored package ledger Entry.
+type LedgerEntry struct {
+	Seq      int64 // commit order, assigned by the store
+	ID       string
+	Type     string
+	Purchase string
+	Reverses string
+	Time     time.Time
+	Postings []Posting
+	Tokens   []byte // JSON array of ledger.Token
 }
 
 // Ledger is the append-only double-entry ledger.
 type Ledger interface {
-	Append(ctx context.Context, t LedgerTxn) (int64, error)
-	// Each streams every transaction in id order.
-	Each(ctx context.Context, fn func(LedgerTxn) error) error
-	// Balance sums an account's postings.
+	// Append stores an entry; ErrConflict when its ID exists.
+	Append(ctx context.Context, e LedgerEntry) (int64, error)
+	// ByID returns one entry.
+	ByID(ctx context.Context, id string) (LedgerEntry, error)
+	// Each streams every entry in commit order.
+	Each(ctx context.Context, fn func(LedgerEntry) error) error
+	// Balance sums an account's postings in unit.
 	Balance(ctx context.Context, account, unit string) (int64, error)
 }
 

@@ -115,54 +115,72 @@ func (r tokens) ByMeter(ctx context.Context, meterID int64, limit int) ([]store.
 
 type ledger struct{ *tx }
 
-func (r ledger) Append(ctx context.Context, t store.LedgerTxn) (int64, error) {
-	if t.CreatedAt.IsZero() {
-		t.CreatedAt = now()
+func (r ledger) Append(ctx context.Context, e store.LedgerEntry) (int64, error) {
+	if len(e.Tokens) == 0 {
+		e.Tokens = []byte("[]")
 	}
-	var id int64
-	err := r.row(ctx, `INSERT INTO ledger_txns (kind, purchase_id, operator_id, memo, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id`,
-		[]any{t.Kind, nullID(t.PurchaseID), nullID(t.OperatorID), t.Memo, micros(t.CreatedAt)}, &id)
+	var seq int64
+	err := r.row(ctx, `INSERT INTO ledger_entries (entry_id, type, purchase, reverses, at, tokens) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+		[]any{e.ID, e.Type, e.Purchase, e.Reverses, e.Time.UnixMicro(), string(e.Tokens)}, &seq)
 	if err != nil {
-		return 0, fmt.Errorf("ledger %s: %w", t.Kind, err)
+		return 0, fmt.Errorf("ledger entry %s: %w", e.ID, err)
 	}
-	for _, p := range t.Postings {
-		if _, err := r.exec(ctx, `INSERT INTO ledger_postings (txn_id, account, unit, amount) VALUES (?, ?, ?, ?)`, id, p.Account, p.Unit, p.Amount); err != nil {
-			return 0, fmt.Errorf("ledger %s posting %s: %w", t.Kind, p.Account, err)
+	for _, p := range e.Postings {
+		if _, err := r.exec(ctx, `INSERT INTO ledger_postings (entry_seq, account, unit, amount) VALUES (?, ?, ?, ?)`, seq, p.Account, p.Unit, p.Amount); err != nil {
+			return 0, fmt.Errorf("ledger entry %s posting %s: %w", e.ID, p.Account, err)
 		}
 	}
-	return id, nil
+	return seq, nil
 }
 
-func (r ledger) Each(ctx context.Context, fn func(store.LedgerTxn) error) error {
-	rows, err := r.query(ctx, `SELECT t.id, t.kind, t.purchase_id, t.operator_id, t.memo, t.created_at, p.account, p.unit, p.amount
-		FROM ledger_txns t JOIN ledger_postings p ON p.txn_id = t.id ORDER BY t.id, p.id`)
+func (r ledger) ByID(ctx context.Context, id string) (store.LedgerEntry, error) {
+	var found *store.LedgerEntry
+	err := r.scan(ctx, `WHERE e.entry_id = ?`, []any{id}, func(e store.LedgerEntry) error { found = &e; return nil })
+	if err != nil {
+		return store.LedgerEntry{}, err
+	}
+	if found == nil {
+		return store.LedgerEntry{}, fmt.Errorf("ledger entry %s: %w", id, store.ErrNotFound)
+	}
+	return *found, nil
+}
+
+func (r ledger) Each(ctx context.Context, fn func(store.LedgerEntry) error) error {
+	return r.scan(ctx, "", nil, fn)
+}
+
+// scan streams entries with their postings, grouped, in commit order.
+func (r ledger) scan(ctx context.Context, where string, args []any, fn func(store.LedgerEntry) error) error {
+	rows, err := r.query(ctx, `SELECT e.seq, e.entry_id, e.type, e.purchase, e.reverses, e.at, e.tokens, p.account, p.unit, p.amount
+		FROM ledger_entries e JOIN ledger_postings p ON p.entry_seq = e.seq `+where+` ORDER BY e.seq, p.id`, args...)
 	if err != nil {
 		return fmt.Errorf("ledger: %w", err)
 	}
 	defer rows.Close()
-	var cur store.LedgerTxn
+	var cur store.LedgerEntry
 	for rows.Next() {
-		var id, created int64
-		var kind, memo string
-		var purchase, operator sql.NullInt64
+		var e store.LedgerEntry
+		var at int64
+		var toks string
 		var p store.Posting
-		if err := rows.Scan(&id, &kind, &purchase, &operator, &memo, &created, &p.Account, &p.Unit, &p.Amount); err != nil {
+		if err := rows.Scan(&e.Seq, &e.ID, &e.Type, &e.Purchase, &e.Reverses, &at, &toks, &p.Account, &p.Unit, &p.Amount); err != nil {
 			return fmt.Errorf("ledger: %w", r.db.wrap(err))
 		}
-		if id != cur.ID {
-			if cur.ID != 0 {
+		if e.Seq != cur.Seq {
+			if cur.Seq != 0 {
 				if err := fn(cur); err != nil {
 					return err
 				}
 			}
-			cur = store.LedgerTxn{ID: id, Kind: kind, PurchaseID: purchase.Int64, OperatorID: operator.Int64, Memo: memo, CreatedAt: fromMicros(created)}
+			e.Time, e.Tokens = fromMicros(at), []byte(toks)
+			cur = e
 		}
 		cur.Postings = append(cur.Postings, p)
 	}
 	if err := rows.Err(); err != nil {
 		return fmt.Errorf("ledger: %w", r.db.wrap(err))
 	}
-	if cur.ID != 0 {
+	if cur.Seq != 0 {
 		return fn(cur)
 	}
 	return nil

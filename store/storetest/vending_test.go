@@ -291,3 +291,50 @@ func TestAuditPendingAndSeal(t *testing.T) {
 		})
 	})
 }
+
+func TestLedgerAppendOnlyEntries(t *testing.T) {
+	Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+		entries := []store.LedgerEntry{
+			{ID: "deposit:1", Type: "deposit", Time: at, Postings: []store.Posting{{"bank:main", "ZAR", 10000}, {"float:V1", "ZAR", -10000}}},
+			{ID: "purchase:1", Type: "purchase", Purchase: "1", Time: at, Tokens: []byte(`[{"meter":"m","purpose":"credit","tid":5}]`),
+				Postings: []store.Posting{{"float:V1", "ZAR", 5000}, {"revenue:water", "ZAR", -5000}, {"credit:m", "L", 3000}, {"issued:water", "L", -3000}}},
+		}
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			for _, e := range entries {
+				if _, err := tx.Ledger().Append(ctx, e); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Tx(ctx, func(tx store.Tx) error { _, err := tx.Ledger().Append(ctx, entries[1]); return err })
+		if !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("posting a purchase twice: %v, want ErrConflict", err)
+		}
+		db.Read(ctx, func(tx store.Tx) error {
+			var got []store.LedgerEntry
+			if err := tx.Ledger().Each(ctx, func(e store.LedgerEntry) error { got = append(got, e); return nil }); err != nil {
+				t.Fatal(err)
+			}
+			if len(got) != 2 || got[0].Seq >= got[1].Seq || len(got[1].Postings) != 4 || string(got[1].Tokens) != string(entries[1].Tokens) || !got[1].Time.Equal(at) {
+				t.Fatalf("entries read back: %+v", got)
+			}
+			if b, _ := tx.Ledger().Balance(ctx, "float:V1", "ZAR"); b != -5000 {
+				t.Errorf("float balance %d, want -5000", b)
+			}
+			e, err := tx.Ledger().ByID(ctx, "purchase:1")
+			if err != nil || e.Purchase != "1" {
+				t.Errorf("ByID: %+v %v", e, err)
+			}
+			if _, err := tx.Ledger().ByID(ctx, "nope"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("missing entry: %v", err)
+			}
+			return nil
+		})
+	})
+}

@@ -137,26 +137,29 @@ CREATE TABLE tokens (
 CREATE INDEX tokens_purchase ON tokens (purchase_id);
 CREATE INDEX tokens_meter ON tokens (meter_id, created_at);
 
-CREATE TABLE ledger_txns (
-	id          INTEGER PRIMARY KEY,
-	kind        TEXT    NOT NULL,
-	purchase_id INTEGER REFERENCES purchases (id),
-	operator_id INTEGER REFERENCES operators (id),
-	memo        TEXT    NOT NULL DEFAULT '',
-	created_at  INTEGER NOT NULL
+-- The double-entry ledger (package ledger): entries in commit order, each
+-- balanced per unit. Entry IDs are unique ("purchase:<id>"), so a purchase
+-- can never be posted, and its tokens issued, twice.
+CREATE TABLE ledger_entries (
+	seq         INTEGER PRIMARY KEY,
+	entry_id    TEXT    NOT NULL UNIQUE,
+	type        TEXT    NOT NULL,
+	purchase    TEXT    NOT NULL DEFAULT '',
+	reverses    TEXT    NOT NULL DEFAULT '',
+	at          INTEGER NOT NULL,
+	tokens      TEXT    NOT NULL DEFAULT '[]'
 ) STRICT;
-CREATE INDEX ledger_txns_purchase ON ledger_txns (purchase_id);
-CREATE INDEX ledger_txns_created ON ledger_txns (created_at);
+CREATE INDEX ledger_entries_at ON ledger_entries (at);
 
 CREATE TABLE ledger_postings (
-	id      INTEGER PRIMARY KEY,
-	txn_id  INTEGER NOT NULL REFERENCES ledger_txns (id),
-	account TEXT    NOT NULL,
-	unit    TEXT    NOT NULL,
-	amount  INTEGER NOT NULL
+	id        INTEGER PRIMARY KEY,
+	entry_seq INTEGER NOT NULL REFERENCES ledger_entries (seq),
+	account   TEXT    NOT NULL,
+	unit      TEXT    NOT NULL,
+	amount    INTEGER NOT NULL
 ) STRICT;
-CREATE INDEX ledger_postings_txn ON ledger_postings (txn_id);
-CREATE INDEX ledger_postings_account ON ledger_postings (account, txn_id);
+CREATE INDEX ledger_postings_entry ON ledger_postings (entry_seq);
+CREATE INDEX ledger_postings_account ON ledger_postings (account, entry_seq);
 
 -- Append-only, hash-chained. A row is written pending (seq NULL) in the
 -- transaction of the change it records, then sealed into the chain in
