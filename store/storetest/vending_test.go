@@ -297,9 +297,9 @@ func TestLedgerAppendOnlyEntries(t *testing.T) {
 		ctx := context.Background()
 		at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
 		entries := []store.LedgerEntry{
-			{ID: "deposit:1", Type: "deposit", Time: at, Postings: []store.Posting{{"bank:main", "ZAR", 10000}, {"float:V1", "ZAR", -10000}}},
+			{ID: "deposit:1", Type: "deposit", Time: at, Postings: []store.Posting{{Account: "bank:main", Unit: "ZAR", Amount: 10000}, {Account: "float:V1", Unit: "ZAR", Amount: -10000}}},
 			{ID: "purchase:1", Type: "purchase", Purchase: "1", Time: at, Tokens: []byte(`[{"meter":"m","purpose":"credit","tid":5}]`),
-				Postings: []store.Posting{{"float:V1", "ZAR", 5000}, {"revenue:water", "ZAR", -5000}, {"credit:m", "L", 3000}, {"issued:water", "L", -3000}}},
+				Postings: []store.Posting{{Account: "float:V1", Unit: "ZAR", Amount: 5000}, {Account: "revenue:water", Unit: "ZAR", Amount: -5000}, {Account: "credit:m", Unit: "L", Amount: 3000}, {Account: "issued:water", Unit: "L", Amount: -3000}}},
 		}
 		err := db.Tx(ctx, func(tx store.Tx) error {
 			for _, e := range entries {
