@@ -19,6 +19,27 @@ type Usage struct {
 	FixedCollected Cents  `json:"fixed_collected"` // fixed charges collected this month
 }
 
+// Add returns the usage after purchase b: b.UsageAfter when b was computed
+// from u. A month's usage is the fold of Add over its purchases.
+func (u Usage) Add(b *Breakdown) Usage {
+	return Usage{
+		PaidLitres:     u.PaidLitres + b.Litres,
+		FreeIssued:     u.FreeIssued || b.FreeLitres > 0,
+		FixedCollected: u.FixedCollected + b.FixedTotal(),
+	}
+}
+
+// Remove undoes Add for a purchase that was reversed: its litres, its fixed
+// charges and, if it carried it, the month's free basic water are available
+// again.
+func (u Usage) Remove(b *Breakdown) Usage {
+	return Usage{
+		PaidLitres:     u.PaidLitres - b.Litres,
+		FreeIssued:     u.FreeIssued && b.FreeLitres == 0,
+		FixedCollected: u.FixedCollected - b.FixedTotal(),
+	}
+}
+
 // Request is the household's position when it buys or asks for a quote.
 // Usage must be for the calendar month of Date.
 type Request struct {
@@ -299,11 +320,7 @@ func (v *Version) purchase(t *Tariff, r *Request, tendered Cents, q Litres) Brea
 		gross := v.cost(0, v.FreeBasic)
 		b.FreeValue = gross - Cents(mulDivHalfUp(int64(gross), int64(v.VAT), 10000+int64(v.VAT)))
 	}
-	b.UsageAfter = Usage{
-		PaidLitres:     r.Usage.PaidLitres + n,
-		FreeIssued:     r.Usage.FreeIssued || b.FreeLitres > 0,
-		FixedCollected: r.Usage.FixedCollected + fixed,
-	}
+	b.UsageAfter = r.Usage.Add(&b)
 	return b
 }
 

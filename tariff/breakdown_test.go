@@ -399,3 +399,29 @@ func BenchmarkQuote(b *testing.B) {
 		}
 	}
 }
+
+// A month's usage is the fold of its purchases; removing a reversed
+// purchase gives the usage as if it had never happened.
+func TestUsageFold(t *testing.T) {
+	dom := loadTariff(t, "good_domestic.json")
+	var u Usage
+	var bs []Breakdown
+	for _, amt := range []Cents{5000, 20000, 0, 30000} {
+		b, err := dom.Purchase(Request{Date: july, Usage: u, Quantum: 100}, amt)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if b.UsageAfter != u.Add(&b) {
+			t.Fatalf("UsageAfter %+v != Add %+v", b.UsageAfter, u.Add(&b))
+		}
+		u = b.UsageAfter
+		bs = append(bs, b)
+	}
+	if u.PaidLitres != bs[1].Litres+bs[3].Litres || !u.FreeIssued || u.FixedCollected != 11500 {
+		t.Errorf("month usage %+v", u)
+	}
+	// Reverse the first purchase, which carried the free water.
+	if got := u.Remove(&bs[0]); got.FreeIssued || got.FixedCollected != 11500-5000 || got.PaidLitres != u.PaidLitres {
+		t.Errorf("after removing the first purchase: %+v", got)
+	}
+}
