@@ -124,6 +124,7 @@ func TestEndToEnd(t *testing.T) {
 	// The meter.
 	pull = insert(t, c)
 	mr := connect(t)
+	start := time.Now()
 	tap := &tap{t: mr}
 	s, err = card.Open(tap, w.MeterID, w.MeterCardKey, nil)
 	if err != nil {
@@ -141,6 +142,7 @@ func TestEndToEnd(t *testing.T) {
 	if err := s.WriteFeedback(card.Feedback{At: w.Now, TotalLitres: 77, Balance: m.Balance}); err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("meter insertion over PC/SC (open, transfer 2 vouchers, feedback): %v, %d bytes on the wire", time.Since(start), len(tap.wire))
 	ck, _ := card.CardKey(w.MeterCardKey, id.UID)
 	for _, k := range [][]byte{w.MeterCardKey, ck} { // session keys: see card's TestSniffing
 		if bytes.Contains(tap.wire, k[:8]) || bytes.Contains(tap.wire, k[8:]) {
