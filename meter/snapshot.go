@@ -29,7 +29,7 @@ func (m *Meter) Snapshot() Snapshot {
 		ID: s.ID, Unit: s.Params.Unit,
 		Credit: s.Core.Credit, Forward: s.Core.Forward, Reverse: s.Core.Reverse, Loaded: s.Core.Loaded,
 		Status: s.Core.Status, Tamper: s.Core.Tamper,
-		EventSeq: s.EventSeq, VoucherSeq: s.VSeq, Failures: s.Failures,
+		EventSeq: s.EventSeq, VoucherSeq: s.Seq.Max, Failures: s.Failures,
 	}
 	if s.LockedUntil != 0 {
 		sn.LockedUntil = time.Unix(s.LockedUntil, 0).UTC()

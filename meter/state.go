@@ -35,8 +35,7 @@ type state struct {
 	LockedUntil int64  // keypad locked until this Unix time
 	CardFails   uint16 // consecutive failed card authentications
 
-	VSeq  uint32 // highest voucher sequence number accepted
-	VMask uint64 // bit i set: voucher VSeq-1-i accepted
+	Seq Window // voucher sequence numbers accepted
 
 	EventSeq uint32  // sequence number of the newest event
 	Events   []Event // oldest first, at most MaxEvents
@@ -130,8 +129,8 @@ func (s *state) marshal() []byte {
 	b = binary.BigEndian.AppendUint16(b, s.Failures)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.LockedUntil))
 	b = binary.BigEndian.AppendUint16(b, s.CardFails)
-	b = binary.BigEndian.AppendUint32(b, s.VSeq)
-	b = binary.BigEndian.AppendUint64(b, s.VMask)
+	b = binary.BigEndian.AppendUint32(b, s.Seq.Max)
+	b = binary.BigEndian.AppendUint64(b, s.Seq.Mask)
 	b = binary.BigEndian.AppendUint32(b, s.EventSeq)
 	b = append(b, byte(len(s.Events)))
 	for _, e := range s.Events {
@@ -261,8 +260,8 @@ func (s *state) unmarshal(b []byte) error {
 	s.Failures = r.u16("failures")
 	s.LockedUntil = r.i64("locked_until")
 	s.CardFails = r.u16("card_fails")
-	s.VSeq = r.u32("voucher_seq")
-	s.VMask = r.u64("voucher_mask")
+	s.Seq.Max = r.u32("voucher_seq")
+	s.Seq.Mask = r.u64("voucher_mask")
 	s.EventSeq = r.u32("event_seq")
 	ne := int(r.u8("events"))
 	if ne > MaxEvents || uint32(ne) > s.EventSeq {

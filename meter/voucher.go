@@ -19,36 +19,55 @@ import (
 // refused as old and the head-end must reissue it.
 const voucherWindow = 64
 
-// seen reports whether sequence number q was accepted, and whether it is
-// too old to tell.
-func (s *state) seen(q uint32) (used, old bool) {
-	switch {
-	case q > s.VSeq:
-		return false, false
-	case q == s.VSeq:
-		return true, false
-	case s.VSeq-q > voucherWindow:
-		return false, true
-	}
-	return s.VMask&(1<<(s.VSeq-q-1)) != 0, false
+// Window is the meter's memory of voucher sequence numbers: the highest
+// accepted and a bit for each of the VoucherWindow below it. It is a small
+// value so the fleet emulator can keep one per meter.
+type Window struct {
+	Max  uint32 // highest sequence number accepted (0: none yet)
+	Mask uint64 // bit i set: sequence Max-1-i accepted
 }
 
-func (s *state) remember(q uint32) {
-	if q <= s.VSeq {
-		s.VMask |= 1 << (s.VSeq - q - 1)
+// VoucherWindow is how far below the highest accepted sequence number a
+// voucher is still accepted, once.
+const VoucherWindow = voucherWindow
+
+// Check returns nil if sequence number q may be accepted now, or an error
+// wrapping ErrUsed or ErrOld.
+func (w *Window) Check(q uint32) error {
+	switch {
+	case q == 0:
+		return fmt.Errorf("%w: voucher sequence 0", ErrFormat)
+	case q > w.Max:
+		return nil
+	case q == w.Max:
+		return fmt.Errorf("%w: voucher %d", ErrUsed, q)
+	case w.Max-q > voucherWindow:
+		return fmt.Errorf("%w: voucher %d, newest %d", ErrOld, q, w.Max)
+	case w.Mask&(1<<(w.Max-q-1)) != 0:
+		return fmt.Errorf("%w: voucher %d", ErrUsed, q)
+	}
+	return nil
+}
+
+// Accept records q, which Check allowed.
+func (w *Window) Accept(q uint32) {
+	if q <= w.Max {
+		w.Mask |= 1 << (w.Max - q - 1)
 		return
 	}
-	shift := q - s.VSeq
-	if shift > voucherWindow {
-		s.VMask = 0
-	} else {
-		s.VMask = s.VMask<<shift | 1<<(shift-1)
-	}
-	if s.VSeq == 0 {
+	shift := q - w.Max
+	switch {
+	case shift > voucherWindow:
+		w.Mask = 0
+	case w.Max == 0:
 		// Sequence numbers start at 1: there was no voucher 0 to mark.
-		s.VMask &^= 1 << (shift - 1)
+		w.Mask = 0
+	case shift == voucherWindow:
+		w.Mask = 1 << (voucherWindow - 1)
+	default:
+		w.Mask = w.Mask<<shift | 1<<(shift-1)
 	}
-	s.VSeq = q
+	w.Max = q
 }
 
 // ReceiptStatus is the outcome a receipt reports.
@@ -112,6 +131,9 @@ func receiptMAC(key [16]byte, body []byte) [8]byte {
 	return tag
 }
 
+// Seal sets the receipt's MAC under the meter's telemetry key.
+func (r *Receipt) Seal(telemetryKey [16]byte) { r.MAC = receiptMAC(telemetryKey, r.body()) }
+
 // MarshalBinary encodes the receipt with its MAC.
 func (r Receipt) MarshalBinary() ([]byte, error) {
 	return append(r.body(), r.MAC[:]...), nil
@@ -168,11 +190,7 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 			err = voucherErr(err)
 		}
 		if err == nil {
-			if used, old := s.seen(v.Sequence); used {
-				err = fmt.Errorf("%w: voucher %d", ErrUsed, v.Sequence)
-			} else if old {
-				err = fmt.Errorf("%w: voucher %d, newest %d", ErrOld, v.Sequence, s.VSeq)
-			}
+			err = s.Seq.Check(v.Sequence)
 		}
 		if err == nil {
 			err = s.applyVoucher(now, v)
@@ -197,14 +215,14 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 			if v.Kind == voucher.KindCredit {
 				rc.Amount = int64(v.Quantity)
 			}
-			s.remember(v.Sequence)
+			s.Seq.Accept(v.Sequence)
 			s.log(now, EvVoucherAccepted, ReasonNone, int64(v.Sequence))
 			if src == FromCard {
 				s.CardFails = 0
 			}
 		}
 		rc.Credit, rc.Loaded = s.Core.Credit, s.Core.Loaded
-		rc.MAC = receiptMAC(s.Keys.TelemetryKey, rc.body())
+		rc.Seal(s.Keys.TelemetryKey)
 		return nil
 	})
 	if err != nil {

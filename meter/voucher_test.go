@@ -235,3 +235,36 @@ func TestVoucherKeyChange(t *testing.T) {
 	}
 	wantErr(t, kc(0, voucher.RoleManagement, testKey("c").Public().(ed25519.PublicKey)), ErrKey)
 }
+
+// TestWindowAgainstModel checks the sequence window against a plain set:
+// each number is accepted at most once, and a number is refused as old
+// only when it is more than VoucherWindow below the newest.
+func TestWindowAgainstModel(t *testing.T) {
+	var w Window
+	seen := map[uint32]bool{}
+	max := uint32(0)
+	x := uint64(12345)
+	for i := 0; i < 20000; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		q := max + 8 - uint32(x%100) // mostly just below the top, sometimes above
+		if q == 0 || q > 1<<31 {
+			continue
+		}
+		err := w.Check(q)
+		switch {
+		case seen[q] && err == nil:
+			t.Fatalf("sequence %d accepted twice", q)
+		case !seen[q] && q+VoucherWindow >= max && err != nil:
+			t.Fatalf("fresh sequence %d (max %d) refused: %v", q, max, err)
+		}
+		if err == nil {
+			w.Accept(q)
+			seen[q] = true
+			if q > max {
+				max = q
+			}
+		}
+	}
+}
