@@ -291,7 +291,13 @@ func (r *Record) decode(plain []byte) error {
 		r.Quantity = QuantityOther
 	}
 	if numeric {
-		r.Value = raw * math.Pow10(exp)
+		// Dividing by an exact power of ten rounds correctly: 466472 / 1000
+		// prints as 466.472, where 466472 * 0.001 would not.
+		if exp < 0 {
+			r.Value = raw / math.Pow10(-exp)
+		} else {
+			r.Value = raw * math.Pow10(exp)
+		}
 	}
 	return nil
 }

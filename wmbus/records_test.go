@@ -2,6 +2,7 @@ package wmbus
 
 import (
 	"errors"
+	"fmt"
 	"math"
 	"testing"
 	"time"
@@ -137,5 +138,15 @@ func TestManufacturerCode(t *testing.T) {
 	}
 	if _, ok := MField("K4M"); ok {
 		t.Error("K4M accepted")
+	}
+}
+
+func TestStatusFlags(t *testing.T) {
+	cases := map[byte]string{0x00: "[]", 0x03: "[alarm]", 0x0E: "[error permanent_error power_low]", 0x14: "[power_low temporary_error]", 0xE0: "[]"}
+	for b, want := range cases {
+		h := TPL{Status: b}
+		if got := fmt.Sprint(h.StatusFlags()); got != want {
+			t.Errorf("%02X: %s, want %s", b, got, want)
+		}
 	}
 }

@@ -484,3 +484,29 @@ func (d *decoder) apl(p []byte) error {
 	d.t.Records, d.t.Mfct, d.t.More = rs.List, rs.Mfct, rs.More
 	return nil
 }
+
+// StatusFlags names the standard bits of the TPL status byte (EN 13757-3):
+// bits 1..0 application state (busy, error, alarm), bit 2 power low, bit 3
+// permanent error, bit 4 temporary error. Bits 7..5 are manufacturer
+// specific and not named. A nil result means no flag is set.
+func (h *TPL) StatusFlags() []string {
+	var s []string
+	switch h.Status & 0x03 {
+	case 1:
+		s = append(s, "busy")
+	case 2:
+		s = append(s, "error")
+	case 3:
+		s = append(s, "alarm")
+	}
+	if h.Status&0x08 != 0 {
+		s = append(s, "permanent_error")
+	}
+	if h.Status&0x04 != 0 {
+		s = append(s, "power_low")
+	}
+	if h.Status&0x10 != 0 {
+		s = append(s, "temporary_error")
+	}
+	return s
+}

@@ -26,6 +26,7 @@ type wmbusJSON struct {
 	TotalM3      *float64        `json:"total_m3"`
 	DeviceType   byte            `json:"device_type"`
 	Security     string          `json:"security"`
+	Status       []string        `json:"status,omitempty"`
 	DefaultKey   string          `json:"default_key,omitempty"`
 	Link         wmbus.Address   `json:"link"`
 	Records      []wmbus.Record  `json:"records"`
@@ -71,6 +72,9 @@ func cmdWmbusDecode(_ context.Context, sio stdio, args []string) error {
 		ID: t.ID(), Manufacturer: t.Meter.Manufacturer, DeviceType: t.Meter.DeviceType,
 		Security: security(t), DefaultKey: t.DefaultKey, Link: t.Link, Records: t.Records,
 	}
+	if t.TPL != nil {
+		out.Status = t.TPL.StatusFlags()
+	}
 	if m3, ok := t.TotalVolume(); ok {
 		out.TotalM3 = &m3
 	}
@@ -87,6 +91,9 @@ func cmdWmbusDecode(_ context.Context, sio stdio, args []string) error {
 		fmt.Fprintf(sio.out, "total_m3      (no volume register)\n")
 	}
 	fmt.Fprintf(sio.out, "security      %s\n", out.Security)
+	if len(out.Status) > 0 {
+		fmt.Fprintf(sio.out, "status        %s\n", strings.Join(out.Status, ", "))
+	}
 	if out.DefaultKey != "" {
 		fmt.Fprintf(sio.err, "warning: the key is a published default key (%s): this meter's data is neither secret nor authentic; change its key\n", out.DefaultKey)
 	}
