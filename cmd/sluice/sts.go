@@ -7,6 +7,7 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -34,19 +35,14 @@ type stsDigits struct {
 	set bool
 }
 
+// UnmarshalJSON keeps the text of a string or a number; digits checks it,
+// so that the error can name the field.
 func (d *stsDigits) UnmarshalJSON(b []byte) error {
 	d.set = true
 	if len(b) > 0 && b[0] == '"' {
 		return json.Unmarshal(b, &d.s)
 	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return err
-	}
-	if _, err := strconv.ParseUint(n.String(), 10, 32); err != nil {
-		return fmt.Errorf("not a non-negative integer")
-	}
-	d.s = n.String()
+	d.s = string(b)
 	return nil
 }
 
@@ -79,6 +75,10 @@ func stsRun[Req any](sio stdio, fs interface{ NArg() int }, fn func(*Req) (any, 
 		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.UseNumber()
 		if err := dec.Decode(&req); err != nil {
+			var te *json.UnmarshalTypeError
+			if errors.As(err, &te) && te.Field != "" {
+				return nil, fmt.Errorf("%s: a JSON %s is not a valid %s", te.Field, te.Value, te.Type)
+			}
 			return nil, fmt.Errorf("request: %v", err)
 		}
 		return fn(&req)
