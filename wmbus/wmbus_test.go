@@ -3,7 +3,9 @@ package wmbus
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"os"
+	"strings"
 	"testing"
 )
 
@@ -66,5 +68,23 @@ func TestVectors(t *testing.T) {
 				t.Errorf("total = %v (%v), want %v", m3, ok, v.TotalM3)
 			}
 		})
+	}
+}
+
+func TestSplitGatewayPayload(t *testing.T) {
+	vs := loadVectors(t)
+	p := []byte(vs[0].Telegram + "\r\n\n  " + strings.ToLower(vs[1].Telegram) + "\n")
+	got, err := SplitGatewayPayload(p)
+	if err != nil || len(got) != 2 {
+		t.Fatalf("got %d telegrams, %v", len(got), err)
+	}
+	if _, err := Decode(got[1], mustHex(t, vs[1].Key)); err != nil {
+		t.Error(err)
+	}
+	if _, err := SplitGatewayPayload([]byte(vs[0].Telegram + "\nzz\n")); err == nil || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("bad line: %v", err)
+	}
+	if _, err := SplitGatewayPayload([]byte(strings.Repeat("00", MaxTelegram+1))); !errors.Is(err, ErrLength) {
+		t.Errorf("long line: %v", err)
 	}
 }
