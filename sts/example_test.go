@@ -20,7 +20,7 @@ func Example_vend() {
 
 	issued := time.Date(2004, 3, 1, 13, 5, 0, 0, time.UTC)
 	tid, _ := sts.NextTID(sts.Base1993, -1, issued) // first token for this meter
-	tok, _ := coder.Credit(sts.SubWater, 5, tid, 1)  // 0.1 m3
+	tok, _ := coder.Credit(sts.SubWater, 5, tid, 1) // 0.1 m3
 	fmt.Println(hex.EncodeToString(dk))
 	fmt.Println(tok)
 	// Output:
