@@ -167,6 +167,15 @@ var errNoChange = errors.New("no change")
 // ID returns the meter's identifier.
 func (m *Meter) ID() uint64 { return m.s.ID }
 
+// CardKey returns the meter's own card key (Keys.MeterKey), from which the
+// key of each card bound to this meter is diversified. Only the meter's
+// card reader (package meter/cardport) needs it.
+func (m *Meter) CardKey() []byte { return append([]byte(nil), m.s.Keys.MeterKey[:]...) }
+
+// Rand returns the meter's random source (Deps.Rand), for the card
+// reader's authentication challenges; nil when none was given.
+func (m *Meter) Rand() io.Reader { return m.deps.Rand }
+
 // Params returns the current settings.
 func (m *Meter) Params() Params {
 	p := m.s.Params
