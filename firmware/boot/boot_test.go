@@ -199,8 +199,8 @@ func update(l *Loader, img []byte) {
 }
 
 // TestPowerCut cuts power at every flash operation of an update (install
-// and the boot that activates it), and then also at every operation of the
-// recovery boot after that cut. After power returns the meter must boot a
+// and the boot that activates it), at four points inside each operation,
+// and then also at every operation of the recovery boot after that cut. After power returns the meter must boot a
 // verified image, old or new, with a stored counter not above it; and a
 // retried update must then succeed.
 func TestPowerCut(t *testing.T) {
@@ -234,32 +234,36 @@ func TestPowerCut(t *testing.T) {
 		return major
 	}
 	var old, new int
-	for k := 0; k < steps; k++ {
-		f := base.Clone()
-		f.CutPowerAfter(k)
-		update(loader(t, f), v2)
-		f.Restore()
-		if check(f.Clone(), "cut at op "+strconv.Itoa(k)) == 1 {
-			old++
-		} else {
-			new++
-		}
-		// Cut again at every operation of the recovery boot.
-		for j := 0; ; j++ {
-			g := f.Clone()
-			g.CutPowerAfter(j)
-			before := g.Ops()
-			loader(t, g).Boot()
-			if g.Ops()-before <= j { // the boot finished before the cut
-				break
+	// Tear points: nothing done, one byte done, half done, all but the last.
+	for _, done := range []int{0, 1, -1, 1 << 30} {
+		for k := 0; k < steps; k++ {
+			what := "cut at op " + strconv.Itoa(k) + " after " + strconv.Itoa(done) + " bytes"
+			f := base.Clone()
+			f.CutPower(k, done)
+			update(loader(t, f), v2)
+			f.Restore()
+			if check(f.Clone(), what) == 1 {
+				old++
+			} else {
+				new++
 			}
-			g.Restore()
-			check(g, "cut at op "+strconv.Itoa(k)+" then at recovery op "+strconv.Itoa(j))
-		}
-		// The retried update lands.
-		update(loader(t, f), v2)
-		if check(f, "retry after cut at op "+strconv.Itoa(k)) != 2 {
-			t.Fatalf("retry after cut at op %d did not install version 2", k)
+			// Cut again at every operation of the recovery boot.
+			for j := 0; ; j++ {
+				g := f.Clone()
+				g.CutPower(j, done)
+				before := g.Ops()
+				loader(t, g).Boot()
+				if g.Ops()-before <= j { // the boot finished before the cut
+					break
+				}
+				g.Restore()
+				check(g, what+", then at recovery op "+strconv.Itoa(j))
+			}
+			// The retried update lands.
+			update(loader(t, f), v2)
+			if check(f, "retry after "+what) != 2 {
+				t.Fatalf("retry after %s did not install version 2", what)
+			}
 		}
 	}
 	t.Logf("after a cut: %d times the old image booted, %d times the new", old, new)
@@ -293,5 +297,41 @@ func BenchmarkBoot(b *testing.B) {
 		if _, err := l.Boot(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// TestPowerCutOverPending: an update arrives while an earlier one is still
+// pending (installed, not yet booted). Its install first withdraws the
+// pending mark; a cut anywhere still leaves a meter that boots a verified
+// image no older than the running one.
+func TestPowerCutOverPending(t *testing.T) {
+	base := factory(t)
+	if _, err := loader(t, base).Install(image(t, key(1), 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	v3 := image(t, key(1), 3, 3)
+	probe := base.Clone()
+	before := probe.Ops()
+	update(loader(t, probe), v3)
+	steps := probe.Ops() - before
+	seen := map[uint8]int{}
+	for k := 0; k < steps; k++ {
+		f := base.Clone()
+		f.CutPowerAfter(k)
+		update(loader(t, f), v3)
+		f.Restore()
+		l := loader(t, f)
+		b, err := l.Boot()
+		if err != nil {
+			t.Fatalf("cut at op %d: %v", k, err)
+		}
+		seen[b.Image.Header.Version.Major]++
+		if st, _ := l.State(); st.Active != b.Slot || st.SecurityCounter > b.Image.SecurityCounter {
+			t.Fatalf("cut at op %d: state %+v", k, st)
+		}
+	}
+	t.Logf("%d operations; booted versions after a cut: %v", steps, seen)
+	if seen[3] == 0 || seen[1]+seen[2] == 0 {
+		t.Errorf("cuts should land on both sides of the commit point: %v", seen)
 	}
 }

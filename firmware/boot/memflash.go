@@ -10,12 +10,14 @@ var ErrPowerLost = errors.New("power lost")
 
 // MemFlash is a NOR-like flash in memory for the meter emulator and the
 // power-cut tests: Erase sets an area to 0xff, Write can only clear bits
-// (it ANDs), and CutPowerAfter makes a chosen operation tear half-way and
-// every later one fail, as a power cut would.
+// (it ANDs), and CutPower makes a chosen operation tear and every later one
+// fail, as a power cut would. A torn operation completes a prefix of its
+// bytes, leaves garbage in the byte after it and does not reach the rest.
 type MemFlash struct {
 	areas [4][]byte
 	ops   int // Write and Erase operations done
 	cutAt int // operation index that tears; -1 for none
+	done  int // bytes that operation completes; <0 means half
 	dead  bool
 }
 
@@ -43,7 +45,12 @@ func (m *MemFlash) Clone() *MemFlash {
 
 // CutPowerAfter arranges that the n-th next Write or Erase (0 = the next
 // one) is torn half-way and everything after it fails with ErrPowerLost.
-func (m *MemFlash) CutPowerAfter(n int) { m.cutAt = m.ops + n }
+func (m *MemFlash) CutPowerAfter(n int) { m.CutPower(n, -1) }
+
+// CutPower is CutPowerAfter with the tear point chosen: the torn operation
+// completes its first done bytes (clamped to all but the last; <0 means
+// half) and garbles the next one.
+func (m *MemFlash) CutPower(n, done int) { m.cutAt, m.done = m.ops+n, done }
 
 // Restore brings power back (the flash keeps what was written).
 func (m *MemFlash) Restore() { m.dead, m.cutAt = false, -1 }
@@ -105,15 +112,31 @@ func (m *MemFlash) Write(a Area, off int, p []byte) error {
 	}
 	n := len(p)
 	if torn {
-		n = len(p) / 2
+		n = m.tearPoint(len(p))
 	}
 	for i := 0; i < n; i++ {
 		b[off+i] &= p[i]
 	}
 	if torn {
+		if n < len(p) {
+			b[off+n] &= p[n] ^ 0xa5 // half-programmed cell
+		}
 		return ErrPowerLost
 	}
 	return nil
+}
+
+// tearPoint is how many of size bytes a torn operation completes.
+func (m *MemFlash) tearPoint(size int) int {
+	switch {
+	case size == 0:
+		return 0
+	case m.done < 0:
+		return size / 2
+	case m.done >= size:
+		return size - 1
+	}
+	return m.done
 }
 
 func (m *MemFlash) Erase(a Area) error {
@@ -127,12 +150,15 @@ func (m *MemFlash) Erase(a Area) error {
 	}
 	n := len(b)
 	if torn {
-		n = len(b) / 2
+		n = m.tearPoint(len(b))
 	}
 	for i := 0; i < n; i++ {
 		b[i] = 0xff
 	}
 	if torn {
+		if n < len(b) {
+			b[n] ^= 0x5a // half-erased cell
+		}
 		return ErrPowerLost
 	}
 	return nil
