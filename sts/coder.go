@@ -18,21 +18,18 @@ type Coder struct {
 }
 
 // NewEA11 returns a Coder for EA11 (MISTY1) under a 16-byte decoder key.
-func NewEA11(decoderKey []byte) (*Coder, error) {
-	c := new(Coder)
-	return c, c.init(EA11, decoderKey, nil)
-}
+func NewEA11(decoderKey []byte) (*Coder, error) { return NewCoder(EA11, decoderKey, nil) }
 
 // NewEA07 returns a Coder for EA07 (STA) under an 8-byte decoder key.
-func NewEA07(decoderKey []byte, t *STATables) (*Coder, error) {
-	c := new(Coder)
-	return c, c.init(EA07, decoderKey, t)
-}
+func NewEA07(decoderKey []byte, t *STATables) (*Coder, error) { return NewCoder(EA07, decoderKey, t) }
 
 // NewCoder returns a Coder for either algorithm; t is used by EA07 only.
 func NewCoder(ea EA, decoderKey []byte, t *STATables) (*Coder, error) {
 	c := new(Coder)
-	return c, c.init(ea, decoderKey, t)
+	if err := c.init(ea, decoderKey, t); err != nil {
+		return nil, err
+	}
+	return c, nil
 }
 
 func (c *Coder) init(ea EA, key []byte, t *STATables) error {
