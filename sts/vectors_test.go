@@ -445,3 +445,38 @@ func TestVectorEA11KeyChange(t *testing.T) {
 		}
 	}
 }
+
+// TestVectorsComplete guards the tests above: every section of the vector
+// file is one they read, and none of them decoded to nothing.
+func TestVectorsComplete(t *testing.T) {
+	data, err := os.ReadFile("testdata/vectors.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sections map[string]json.RawMessage
+	if err := json.Unmarshal(data, &sections); err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{"crc16": true, "tid": true, "amount_field": true, "luhn": true, "pan_block": true,
+		"control_block": true, "dkga02": true, "dkga04": true, "misty1": true, "ea07_sample_tables": true,
+		"ea11_class0": true, "ea11_key_change_4_tokens": true}
+	for k := range sections {
+		if !known[k] {
+			t.Errorf("vector section %q is not tested", k)
+		}
+	}
+	v := loadVectors(t)
+	for name, n := range map[string]int{
+		"crc16": len(v.CRC16), "tid": len(v.TID), "amount_field": len(v.AmountField.Cases), "luhn": len(v.Luhn),
+		"pan_block": len(v.PANBlock), "control_block": len(v.ControlBlock), "dkga02": len(v.DKGA02),
+		"dkga04": len(v.DKGA04), "misty1": len(v.MISTY1), "ea07_sample_tables": len(v.EA07),
+		"ea11_class0": len(v.EA11Class0.Tokens), "ea11_key_change_4_tokens": len(v.EA11KeyChange.Tokens),
+	} {
+		if n == 0 {
+			t.Errorf("vector section %q decoded to no cases", name)
+		}
+	}
+	if v.EA11Class0.Common.DecoderKey == "" || v.EA11KeyChange.Layout.NewKey == "" || v.EA07[0].Token == "" {
+		t.Error("vector fields did not decode")
+	}
+}
