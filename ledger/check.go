@@ -1,10 +1,12 @@
 package ledger
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
 	"iter"
+	"slices"
 )
 
 // Rule names an invariant; a Violation says which one broke.
@@ -55,9 +57,9 @@ type entryInfo struct {
 }
 
 // Checker checks the invariants over entries fed in commit order. It keeps
-// a digest per entry, the balances of float and debt accounts, and the TIDs
-// and sequence numbers seen per meter: memory grows with the ledger (about
-// 150 bytes per entry and per token), never with its postings.
+// a digest per entry, every account's balance, and the TIDs and sequence
+// numbers seen per meter: memory grows with the entries and tokens (about
+// 150 bytes each) and the accounts, never with the postings.
 type Checker struct {
 	lastSeq   uint64
 	entries   map[string]*entryInfo
@@ -79,9 +81,32 @@ func NewChecker() *Checker {
 // Entries is the number of entries checked.
 func (c *Checker) Entries() uint64 { return c.n }
 
-// Balance is the balance of a float or debt account (debit positive) after
-// the entries checked so far; other accounts are not tracked.
+// Balance is an account's balance (debit positive) after the entries
+// checked so far.
 func (c *Checker) Balance(a Account, unit string) int64 { return c.balances[balanceKey{a, unit}] }
+
+// Balance is one line of a trial balance.
+type Balance struct {
+	Account Account `json:"account"`
+	Unit    string  `json:"unit"`
+	Amount  int64   `json:"amount"` // debit positive
+}
+
+// Balances is the trial balance after the entries checked so far, sorted
+// by account and unit, without zero lines. Per unit it sums to zero; the
+// reports of docs (settlement, sales, free water) must agree with it.
+func (c *Checker) Balances() []Balance {
+	var out []Balance
+	for k, v := range c.balances {
+		if v != 0 {
+			out = append(out, Balance{k.acct, k.unit, v})
+		}
+	}
+	slices.SortFunc(out, func(a, b Balance) int {
+		return cmp.Or(cmp.Compare(a.Account.String(), b.Account.String()), cmp.Compare(a.Unit, b.Unit))
+	})
+	return out
+}
 
 // Add checks one entry against the ledger so far and records it. A
 // malformed entry is reported and otherwise ignored; an entry breaking
@@ -146,9 +171,6 @@ func (c *Checker) Add(e *Entry) []Violation {
 	net := map[balanceKey]int64{}
 	var order []balanceKey
 	for _, p := range e.Postings {
-		if p.Account.Kind != Float && p.Account.Kind != Debt {
-			continue
-		}
 		k := balanceKey{p.Account, p.Unit}
 		if _, ok := net[k]; !ok {
 			order = append(order, k)

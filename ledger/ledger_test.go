@@ -285,6 +285,17 @@ func TestCheckCleanDay(t *testing.T) {
 	if got := c.Balance(acct("debt:C-1"), "ZAR"); got != 50000 {
 		t.Errorf("debt after reversal = %d, want 50000", got)
 	}
+	sums := map[string]int64{}
+	for _, b := range c.Balances() {
+		sums[b.Unit] += b.Amount
+	}
+	if len(sums) != 2 || sums["ZAR"] != 0 || sums["L"] != 0 {
+		t.Errorf("trial balance sums %v", sums)
+	}
+	// P-2 sold litres on M-2; P-1's were reversed.
+	if got, want := c.Balance(acct("credit:M-2"), "L"), es[4].Postings[len(es[4].Postings)-2].Amount; got != want || c.Balance(acct("credit:M-1"), "L") != 0 {
+		t.Errorf("credit memo M-2 = %d, want %d; M-1 = %d", got, want, c.Balance(acct("credit:M-1"), "L"))
+	}
 }
 
 func TestCheckFindsFaults(t *testing.T) {

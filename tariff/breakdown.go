@@ -161,7 +161,7 @@ func (t *Tariff) Purchase(r Request, tendered Cents) (Breakdown, error) {
 	if err != nil {
 		return Breakdown{}, err
 	}
-	return v.Purchase(t, r, tendered)
+	return v.checkedPurchase(t, r, tendered)
 }
 
 // Quote returns the breakdown of the smallest amount that buys at least
@@ -172,7 +172,7 @@ func (t *Tariff) Quote(r Request, litres Litres) (Breakdown, error) {
 	if err != nil {
 		return Breakdown{}, err
 	}
-	return v.Quote(t, r, litres)
+	return v.quote(t, r, litres)
 }
 
 func (r *Request) check() (Litres, error) {
@@ -266,9 +266,9 @@ func (v *Version) litresFor(start Litres, budget Cents, q Litres) Litres {
 	return Litres(lo) * q
 }
 
-// Purchase splits tendered under this version; t supplies the tariff's code
-// and currency for the breakdown.
-func (v *Version) Purchase(t *Tariff, r Request, tendered Cents) (Breakdown, error) {
+// checkedPurchase validates the request and splits tendered under this
+// version; t supplies the tariff's code and currency for the breakdown.
+func (v *Version) checkedPurchase(t *Tariff, r Request, tendered Cents) (Breakdown, error) {
 	q, err := r.check()
 	if err != nil {
 		return Breakdown{}, err
@@ -364,10 +364,10 @@ func (v *Version) allocateVAT(b *Breakdown) {
 	}
 }
 
-// Quote finds, by bisection over the amount tendered, the smallest amount
+// quote finds, by bisection over the amount tendered, the smallest amount
 // whose purchase yields at least litres. Purchase is monotone in the amount
 // (see docs/tariffs.md), so the bisection is exact.
-func (v *Version) Quote(t *Tariff, r Request, litres Litres) (Breakdown, error) {
+func (v *Version) quote(t *Tariff, r Request, litres Litres) (Breakdown, error) {
 	q, err := r.check()
 	if err != nil {
 		return Breakdown{}, err
@@ -377,19 +377,24 @@ func (v *Version) Quote(t *Tariff, r Request, litres Litres) (Breakdown, error) 
 	}
 	want := (litres + q - 1) / q * q
 	start := v.FreeBasic + r.Usage.PaidLitres
+	enough := func(amount int64) bool {
+		_, _, left := v.split(&r, Cents(amount))
+		return v.litresFor(start, left, q) >= want
+	}
 	// Enough by construction: whatever debt and charges take, the rest pays
-	// for want litres.
+	// for want litres. Capped at MaxCents, where it must be checked.
 	due := max(v.FixedTotal()-r.Usage.FixedCollected, 0)
-	hi := int64(r.Debt) + int64(due)
-	hi = satAdd(hi, int64(v.cost(start, want)))
+	hi := satAdd(int64(r.Debt)+int64(due), int64(v.cost(start, want)))
 	if hi > int64(MaxCents) {
-		return Breakdown{}, fmt.Errorf("%w: %d litres would cost more than %d", ErrTooLarge, litres, MaxCents)
+		hi = int64(MaxCents)
+		if !enough(hi) {
+			return Breakdown{}, fmt.Errorf("%w: %d litres would cost more than %d", ErrTooLarge, litres, MaxCents)
+		}
 	}
 	lo := int64(0)
 	for lo < hi {
 		mid := lo + (hi-lo)/2
-		_, _, left := v.split(&r, Cents(mid))
-		if v.litresFor(start, left, q) >= want {
+		if enough(mid) {
 			hi = mid
 		} else {
 			lo = mid + 1
