@@ -21,6 +21,7 @@
 package sim
 
 import (
+	"context"
 	"crypto/ed25519"
 	"errors"
 	"fmt"
@@ -488,5 +489,24 @@ func (c *Counter) Event(_ uint64, e meter.Event) error {
 
 func (c *Counter) Receipt(r meter.Receipt) error {
 	c.Receipts[int(r.Status)%len(c.Receipts)]++
+	return nil
+}
+
+// Run steps the fleet until simulated time until, calling progress after
+// every step that ends a simulated day (and after the last step). It
+// returns early, with ctx's error, when ctx ends.
+func (f *Fleet) Run(ctx context.Context, until time.Time, progress func(Summary)) error {
+	for f.now.Before(until) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		day := f.now.YearDay()
+		if err := f.Step(); err != nil {
+			return err
+		}
+		if progress != nil && (f.now.YearDay() != day || !f.now.Before(until)) {
+			progress(f.Summary())
+		}
+	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
@@ -174,4 +175,20 @@ func BenchmarkStep(b *testing.B) {
 		}
 	}
 	b.ReportMetric(float64(b.N)*float64(f.Len())/b.Elapsed().Seconds(), "meter-steps/s")
+}
+
+func TestRunStopsAndReports(t *testing.T) {
+	f, _ := testFleet(t, 100, 1, &Counter{})
+	var days []Summary
+	if err := f.Run(context.Background(), start.Add(72*time.Hour), func(s Summary) { days = append(days, s) }); err != nil {
+		t.Fatal(err)
+	}
+	if len(days) != 3 || !days[2].Time.Equal(start.Add(72*time.Hour)) {
+		t.Fatalf("%d daily summaries, last at %v", len(days), days[len(days)-1].Time)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := f.Run(ctx, start.Add(96*time.Hour), nil); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled run: %v", err)
+	}
 }
