@@ -387,6 +387,7 @@ func BenchmarkPurchase(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "breakdowns/s")
 }
 
 func BenchmarkQuote(b *testing.B) {
@@ -424,4 +425,49 @@ func TestUsageFold(t *testing.T) {
 	if got := u.Remove(&bs[0]); got.FreeIssued || got.FixedCollected != 11500-5000 || got.PaidLitres != u.PaidLitres {
 		t.Errorf("after removing the first purchase: %+v", got)
 	}
+}
+
+// FuzzPurchase drives the arithmetic with arbitrary tariffs and requests:
+// whatever validates must give a balanced, maximal breakdown, and the quote
+// for the litres bought must cost no more than was tendered.
+func FuzzPurchase(f *testing.F) {
+	f.Add(uint16(6000), uint16(4000), int64(2500), int64(3150), int64(8995), uint16(1500), uint16(2000), uint16(6000), int64(11500),
+		int64(50000), int64(0), uint16(1), int64(20000))
+	f.Add(uint16(1), uint16(1), int64(0), int64(1), int64(1), uint16(10000), uint16(10000), uint16(0), int64(1),
+		int64(1), int64(99), uint16(100), int64(1))
+	f.Fuzz(func(t *testing.T, e1, e2 uint16, p1, p2, p3 int64, vat, debtBP, free uint16, fixed, debt, paid int64, quantum uint16, tendered int64) {
+		tf := &Tariff{Code: "F", Currency: "ZAR", Versions: []Version{{
+			Effective: Date{2026, 1, 1}, VAT: BasisPoints(vat), DebtRecovery: BasisPoints(debtBP), FreeBasic: Litres(free),
+			Blocks: []Block{{Litres(e1), Cents(p1)}, {Litres(e1) + Litres(e2), Cents(p2)}, {0, Cents(p3)}},
+		}}}
+		if fixed > 0 {
+			tf.Versions[0].Fixed = []Charge{{"fixed", Cents(fixed)}}
+		}
+		if tf.Validate() != nil {
+			return
+		}
+		r := Request{Date: Date{2026, 2, 1}, Debt: Cents(debt), Quantum: Litres(quantum), Usage: Usage{PaidLitres: Litres(paid)}}
+		b, err := tf.Purchase(r, Cents(tendered))
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) && !errors.Is(err, ErrTooLarge) {
+				t.Fatalf("unexpected error %v", err)
+			}
+			return
+		}
+		if err := b.Check(); err != nil {
+			t.Fatal(err)
+		}
+		v := &tf.Versions[0]
+		start := v.FreeBasic + r.Usage.PaidLitres
+		if v.cost(start, b.Litres+b.Quantum) <= b.Water+b.Change {
+			t.Fatalf("not maximal: %+v", b)
+		}
+		q, err := tf.Quote(r, b.Litres)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if q.Tendered > b.Tendered || q.Litres < b.Litres {
+			t.Fatalf("quote for %d litres costs %d > %d tendered", b.Litres, q.Tendered, b.Tendered)
+		}
+	})
 }
