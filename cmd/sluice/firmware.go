@@ -17,7 +17,11 @@ import (
 	"strconv"
 	"strings"
 
+	"sluice/config"
 	"sluice/firmware"
+	"sluice/kms"
+	"sluice/kms/kmsconfig"
+	"sluice/kms/pkcs11kms"
 )
 
 // cmdFirmware groups the firmware signing tools.
@@ -158,9 +162,11 @@ func loadPublicKey(path string) (crypto.PublicKey, error) {
 	return k, nil
 }
 
-func cmdFirmwareSign(_ context.Context, sio stdio, args []string) error {
-	fs := newFlags(sio, "firmware sign", "--key KEY.pem --version X.Y.Z[+B] --security-counter N [--scan-keys FILES] IN OUT")
+func cmdFirmwareSign(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "firmware sign", "(--key KEY.pem | --kms-key NAME[@V] [--config FILE]) --version X.Y.Z[+B] --security-counter N [--scan-keys FILES] IN OUT")
 	keyPath := fs.String("key", "", "signing key (PEM PKCS#8, Ed25519 or ECDSA P-256)")
+	kmsKey := fs.String("kms-key", "", "sign with this KMS key instead, NAME or NAME@VERSION (Ed25519 or ECDSA P-256)")
+	cfgPath := fs.String("config", "", "Sluice configuration file locating the KMS, for --kms-key (SLUICE_* variables apply)")
 	version := fs.String("version", "", "image version MAJOR.MINOR.REVISION[+BUILD]")
 	counter := fs.String("security-counter", "", "security counter (anti-rollback), 0..4294967295")
 	loadAddr := fs.String("load-addr", "0", "RAM load address (non-zero sets RAM_LOAD)")
@@ -171,8 +177,8 @@ func cmdFirmwareSign(_ context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	if *keyPath == "" || *version == "" || *counter == "" {
-		fmt.Fprintln(sio.err, "sluice firmware sign: --key, --version and --security-counter are required")
+	if (*keyPath == "") == (*kmsKey == "") || *version == "" || *counter == "" {
+		fmt.Fprintln(sio.err, "sluice firmware sign: one of --key or --kms-key, and --version and --security-counter, are required")
 		return errUsage
 	}
 	v, err := firmware.ParseVersion(*version)
@@ -190,21 +196,29 @@ func cmdFirmwareSign(_ context.Context, sio stdio, args []string) error {
 	if *hdrSize > 0xffff {
 		return fmt.Errorf("--header-size %d too large", *hdrSize)
 	}
-	signer, err := loadSigner(*keyPath)
-	if err != nil {
-		return err
-	}
 	app, err := os.ReadFile(pos[0])
 	if err != nil {
 		return err
 	}
-	img, err := firmware.Sign(app, signer, firmware.SignOptions{Version: v, SecurityCounter: uint32(n), LoadAddr: uint32(la), HeaderSize: uint16(*hdrSize)})
+	opts := firmware.SignOptions{Version: v, SecurityCounter: uint32(n), LoadAddr: uint32(la), HeaderSize: uint16(*hdrSize)}
+	var img []byte
+	if *kmsKey != "" {
+		img, err = signWithKMS(ctx, sio, *cfgPath, *kmsKey, app, opts)
+	} else {
+		var signer crypto.Signer
+		if signer, err = loadSigner(*keyPath); err == nil {
+			img, err = firmware.Sign(app, signer, opts)
+		}
+	}
 	if err != nil {
 		return err
 	}
 	if len(scanKeys) > 0 {
-		// The signing key itself is always among the secrets looked for.
-		if err := scanImage(sio, img, append(scanKeys, *keyPath)); err != nil {
+		// A signing key file is always among the secrets looked for.
+		if *keyPath != "" {
+			scanKeys = append(scanKeys, *keyPath)
+		}
+		if err := scanImage(sio, img, scanKeys); err != nil {
 			return err
 		}
 	}
@@ -213,6 +227,54 @@ func cmdFirmwareSign(_ context.Context, sio stdio, args []string) error {
 	}
 	fmt.Fprintf(sio.out, "%s: version %v, security counter %d, %d bytes\n", pos[1], v, n, len(img))
 	return nil
+}
+
+// signWithKMS signs through the configured key manager; the private key
+// never leaves it. The signature goes through KeyManager.Sign, which serves
+// Ed25519 and ECDSA P-256 keys alike (see firmware.SignMessages).
+func signWithKMS(ctx context.Context, sio stdio, cfgPath, keyRef string, app []byte, opts firmware.SignOptions) ([]byte, error) {
+	ref := kms.KeyRef{Name: keyRef}
+	if name, ver, ok := strings.Cut(keyRef, "@"); ok {
+		n, err := strconv.Atoi(ver)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("--kms-key %q: version must be a positive number", keyRef)
+		}
+		ref = kms.KeyRef{Name: name, Version: n}
+	}
+	cfg, err := config.Load(cfgPath, sio.getenv, nil)
+	if err != nil {
+		return nil, err
+	}
+	kc := kmsconfig.Config{Backend: cfg.KMS.Backend, Path: cfg.KMS.File}
+	switch cfg.KMS.Backend {
+	case kmsconfig.PKCS11:
+		pin := []byte(cfg.KMS.PKCS11.PIN)
+		if len(pin) == 0 {
+			if pin, err = kmsconfig.ReadSecret(cfg.KMS.PKCS11.PINFile); err != nil {
+				return nil, err
+			}
+		}
+		kc.PKCS11 = pkcs11kms.Config{Module: cfg.KMS.PKCS11.Module, Token: cfg.KMS.PKCS11.Token, PIN: string(pin)}
+	default:
+		kc.Passphrase = []byte(cfg.KMS.Passphrase)
+		if len(kc.Passphrase) == 0 {
+			if kc.Passphrase, err = kmsconfig.ReadSecret(cfg.KMS.PassphraseFile); err != nil {
+				return nil, err
+			}
+		}
+	}
+	km, err := kmsconfig.Open(ctx, kc)
+	if err != nil {
+		return nil, err
+	}
+	defer km.Close()
+	info, err := km.Key(ctx, ref) // pin the version for the whole signature
+	if err != nil {
+		return nil, err
+	}
+	return firmware.SignMessages(app, info.Public, func(msg []byte) ([]byte, error) {
+		return km.Sign(ctx, info.Ref(), msg)
+	}, opts)
 }
 
 func cmdFirmwareVerify(_ context.Context, sio stdio, args []string) error {
