@@ -376,3 +376,33 @@ func TestImageFile(t *testing.T) {
 		t.Fatalf("card from file: %v %v", rs, err)
 	}
 }
+
+// TestCardStatusWords: the plain (unauthenticated) error paths.
+func TestCardStatusWords(t *testing.T) {
+	w := cardtest.NewWorld(42)
+	c := issued(t, w, card.KindCustomer)
+	c.Reset()
+	for _, tc := range []struct {
+		apdu string
+		sw   uint16
+	}{
+		{"9060000000", card.SWConditions},                                                                // not selected
+		{"00C0000010", card.SWConditions},                                                                // nothing to GET RESPONSE
+		{"00A4040003 A00000 00", card.SWFileNotFound},                                                    // another application
+		{"00A4040008 F0534C5549434501 00", card.SWOK},                                                    // select
+		{"80CA000000", card.SWCLANotSupported},                                                           // unknown class
+		{"00B0000000", card.SWINSNotSupported},                                                           // READ BINARY
+		{"9060010000", card.SWWrongP1P2},                                                                 //
+		{"90BD00000901000000000000000000", card.SWAuthError},                                             // secured command, no session
+		{"90AF0000200000000000000000000000000000000000000000000000000000000000000000", card.SWAuthError}, // pass 2 first
+		{"9071000002010000", card.SWNoSuchFile},                                                          // key 1
+		{"90710000020000 00", card.SWAdditionalFrame},                                                    // key 0
+		{"90AF0000200000000000000000000000000000000000000000000000000000000000000000", card.SWAuthError}, // wrong RndB'
+		{"90", card.SWWrongLength},                                                                       // malformed
+	} {
+		r, err := card.ParseResponse(c.Process(h(tc.apdu)))
+		if err != nil || r.SW != tc.sw {
+			t.Errorf("%s: SW %04X, want %04X (%v)", tc.apdu, r.SW, tc.sw, err)
+		}
+	}
+}

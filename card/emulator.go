@@ -14,16 +14,16 @@ import (
 // The key is in it because a card's memory holds its key; per-card
 // diversification is what makes such a dump worthless beyond this card.
 type Image struct {
-	Lifecycle  Lifecycle `json:"lifecycle"`
-	UID        UID       `json:"uid"`
-	Key        []byte    `json:"key"` // transport key while blank, card key after
-	KeyVersion uint8     `json:"key_version"`
-	Kind       Kind      `json:"kind,omitempty"`
-	MeterID    uint64    `json:"meter_id,omitempty"`
-	Issued     uint32    `json:"issued,omitempty"`
-	Slots      [Slots]Slot
-	Receipts   []Receipt `json:"receipts,omitempty"` // newest last
-	Feedback   *Feedback `json:"feedback,omitempty"`
+	Lifecycle  Lifecycle   `json:"lifecycle"`
+	UID        UID         `json:"uid"`
+	Key        []byte      `json:"key"` // transport key while blank, card key after
+	KeyVersion uint8       `json:"key_version"`
+	Kind       Kind        `json:"kind,omitempty"`
+	MeterID    uint64      `json:"meter_id,omitempty"`
+	Issued     uint32      `json:"issued,omitempty"`
+	Slots      [Slots]Slot `json:"slots"`
+	Receipts   []Receipt   `json:"receipts,omitempty"` // newest last
+	Feedback   *Feedback   `json:"feedback,omitempty"`
 }
 
 // NewBlank returns the memory of a card fresh from the factory.
@@ -137,7 +137,6 @@ type Card struct {
 	store func(Image) error
 
 	selected bool
-	keyNo    int    // key number of the authentication in progress
 	rndB     []byte // set between the two authentication passes
 	ch       *channel
 
@@ -307,7 +306,7 @@ func (c *Card) authenticate(data []byte) Response {
 	if err != nil {
 		return Response{SW: SWUnknown}
 	}
-	c.rndB, c.keyNo = rndB, int(data[0])
+	c.rndB = rndB
 	return Response{Data: e, SW: SWAdditionalFrame}
 }
 
