@@ -36,6 +36,8 @@ import (
 	"crypto"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 )
 
@@ -176,4 +178,21 @@ func CheckName(name string) error {
 		}
 	}
 	return nil
+}
+
+// ParseRef parses "name" (the newest version) or "name@N", the form
+// KeyRef.String prints.
+func ParseRef(s string) (KeyRef, error) {
+	name, ver, versioned := strings.Cut(s, "@")
+	if err := CheckName(name); err != nil {
+		return KeyRef{}, err
+	}
+	if !versioned {
+		return KeyRef{Name: name}, nil
+	}
+	n, err := strconv.Atoi(ver)
+	if err != nil || n < 1 || strconv.Itoa(n) != ver {
+		return KeyRef{}, fmt.Errorf("%w: key reference %q: version must be a positive number", ErrInvalid, s)
+	}
+	return KeyRef{Name: name, Version: n}, nil
 }
