@@ -45,6 +45,7 @@ func commands() []command {
 		{"wmbus", "decode wireless M-Bus / OMS telegrams", cmdWmbus},
 		{"sts", "STS (IEC 62055-41) tokens: decoder keys, encode, decode", cmdSTS},
 		{"card", "prepaid cards: issue, load, inspect over PC/SC; emulate a card", cmdCard},
+		{"keys", "key ceremony: init, list, pubkey, rotate, import-sts", cmdKeys},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
