@@ -188,7 +188,13 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 		var next []byte
 		out, next, err = m.decode(s, token)
 		if err == nil {
-			err = s.applyToken(now, &out, &keyChanged)
+			// Log the acceptance before its consequences (valve opened,
+			// key changed...); a refusal by the meter itself undoes it.
+			before := s.clone()
+			s.log(now, EvTokenAccepted, ReasonNone, out.Amount)
+			if err = s.applyToken(now, &out, &keyChanged); err != nil {
+				*s = before
+			}
 		}
 		if err != nil {
 			r := ReasonOf(err)
@@ -208,7 +214,6 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 		} else {
 			s.Failures, s.LockedUntil = 0, 0
 		}
-		s.log(now, EvTokenAccepted, ReasonNone, out.Amount)
 		return nil
 	})
 	if err != nil {

@@ -24,8 +24,8 @@ func TestTokenCredit(t *testing.T) {
 	if sn.Credit != 2500 || sn.Loaded != 2500 || sn.Failures != 0 || sn.Status&ValveClosed != 0 {
 		t.Fatalf("after token: %+v", sn)
 	}
-	if ev := r.lastEvent(); ev.Kind != EvTokenAccepted || ev.Value != 2500 {
-		t.Errorf("last event %v", ev)
+	if ev := r.m.Events(0); len(ev) != 2 || ev[0].Kind != EvTokenAccepted || ev[0].Value != 2500 || ev[1].Kind != EvValveOpened {
+		t.Errorf("events %v, want the acceptance, then the valve opening", ev)
 	}
 
 	// Replay: refused, nothing added, and not counted towards lockout

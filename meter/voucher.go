@@ -193,7 +193,13 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 			err = s.Seq.Check(v.Sequence)
 		}
 		if err == nil {
-			err = s.applyVoucher(now, v)
+			// Log the acceptance before its consequences; a refusal by
+			// the meter itself undoes both.
+			before := s.clone()
+			s.log(now, EvVoucherAccepted, ReasonNone, int64(v.Sequence))
+			if err = s.applyVoucher(now, v); err != nil {
+				*s = before
+			}
 		}
 		rc = Receipt{MeterID: s.ID, Status: Loaded, Time: now.UTC().Truncate(time.Second)}
 		if v != nil {
@@ -216,7 +222,6 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 				rc.Amount = int64(v.Quantity)
 			}
 			s.Seq.Accept(v.Sequence)
-			s.log(now, EvVoucherAccepted, ReasonNone, int64(v.Sequence))
 			if src == FromCard {
 				s.CardFails = 0
 			}
