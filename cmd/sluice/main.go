@@ -46,6 +46,7 @@ func commands() []command {
 		{"sts", "STS (IEC 62055-41) tokens: decoder keys, encode, decode", cmdSTS},
 		{"card", "prepaid cards: issue, load, inspect over PC/SC; emulate a card", cmdCard},
 		{"keys", "key ceremony: init, list, pubkey, rotate, import-sts", cmdKeys},
+		{"meter", "the reference meter: one on a keypad prompt, or a fleet (--meters N)", cmdMeter},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
