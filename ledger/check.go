@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"hash"
 	"iter"
 	"slices"
 )
@@ -68,13 +69,23 @@ type Checker struct {
 	tids      map[meterID]string
 	seqs      map[meterID]string
 	n         uint64
+
+	// scratch space, reused from entry to entry
+	net []netEffect
+	h   hash.Hash
+	buf []byte
+}
+
+type netEffect struct {
+	key    balanceKey
+	amount int64
 }
 
 // NewChecker returns a checker for a ledger starting empty.
 func NewChecker() *Checker {
 	return &Checker{
 		entries: map[string]*entryInfo{}, purchases: map[string]string{}, balances: map[balanceKey]int64{},
-		tids: map[meterID]string{}, seqs: map[meterID]string{},
+		tids: map[meterID]string{}, seqs: map[meterID]string{}, h: sha256.New(),
 	}
 }
 
@@ -132,7 +143,7 @@ func (c *Checker) Add(e *Entry) []Violation {
 		report(RuleDuplicateEntry, "entry ID already in the ledger")
 		return out
 	}
-	info := &entryInfo{digest: digest(e.Postings, 1), reversal: e.Type == TypeReversal, purchase: e.Purchase}
+	info := &entryInfo{digest: c.digest(e.Postings, 1), reversal: e.Type == TypeReversal, purchase: e.Purchase}
 	c.entries[e.ID] = info
 
 	switch e.Type {
@@ -168,21 +179,26 @@ func (c *Checker) Add(e *Entry) []Violation {
 	// An entry is atomic: only its net effect on an account matters, and
 	// only an entry that draws a float (or debt) down past zero is at fault;
 	// later entries that leave it below zero are not reported again.
-	net := map[balanceKey]int64{}
-	var order []balanceKey
+	// Entries have a handful of postings: a linear scan beats a map.
+	c.net = c.net[:0]
+next:
 	for _, p := range e.Postings {
 		k := balanceKey{p.Account, p.Unit}
-		if _, ok := net[k]; !ok {
-			order = append(order, k)
+		for i := range c.net {
+			if c.net[i].key == k {
+				c.net[i].amount += p.Amount
+				continue next
+			}
 		}
-		net[k] += p.Amount
+		c.net = append(c.net, netEffect{k, p.Amount})
 	}
-	for _, k := range order {
-		c.balances[k] += net[k]
+	for _, n := range c.net {
+		k := n.key
+		c.balances[k] += n.amount
 		switch b := c.balances[k]; {
-		case k.acct.Kind == Float && net[k] > 0 && b > 0:
+		case k.acct.Kind == Float && n.amount > 0 && b > 0:
 			report(RuleFloatNegative, "float of vendor %s is %d %s", k.acct.ID, -b, k.unit)
-		case k.acct.Kind == Debt && net[k] < 0 && b < 0:
+		case k.acct.Kind == Debt && n.amount < 0 && b < 0:
 			report(RuleDebtNegative, "customer %s debt is %d %s", k.acct.ID, b, k.unit)
 		}
 	}
@@ -200,7 +216,7 @@ func (c *Checker) checkReversal(e *Entry, report func(Rule, string, ...any)) {
 		report(RuleReversalTwice, "%q was already reversed", e.Reverses)
 	default:
 		orig.reversed = true
-		if digest(e.Postings, -1) != orig.digest {
+		if c.digest(e.Postings, -1) != orig.digest {
 			report(RuleReversalWrong, "postings are not those of %q negated", e.Reverses)
 		}
 		if e.Purchase != orig.purchase {
@@ -209,21 +225,22 @@ func (c *Checker) checkReversal(e *Entry, report func(Rule, string, ...any)) {
 	}
 }
 
-// digest hashes postings (amounts multiplied by sign) in order.
-func digest(ps []Posting, sign int64) [16]byte {
-	h := sha256.New()
-	var buf []byte
+// digest hashes postings (amounts multiplied by sign) in order, so a true
+// reversal's digest with sign -1 equals the original's with sign +1.
+func (c *Checker) digest(ps []Posting, sign int64) [16]byte {
+	c.buf = c.buf[:0]
 	for _, p := range ps {
-		buf = buf[:0]
 		for _, s := range []string{string(p.Account.Kind), p.Account.ID, p.Unit} {
-			buf = binary.BigEndian.AppendUint32(buf, uint32(len(s)))
-			buf = append(buf, s...)
+			c.buf = binary.BigEndian.AppendUint32(c.buf, uint32(len(s)))
+			c.buf = append(c.buf, s...)
 		}
-		buf = binary.BigEndian.AppendUint64(buf, uint64(sign*p.Amount))
-		h.Write(buf)
+		c.buf = binary.BigEndian.AppendUint64(c.buf, uint64(sign*p.Amount))
 	}
+	c.h.Reset()
+	c.h.Write(c.buf)
+	var sum [sha256.Size]byte
 	var d [16]byte
-	copy(d[:], h.Sum(nil))
+	copy(d[:], c.h.Sum(sum[:0]))
 	return d
 }
 
