@@ -2,50 +2,23 @@ package pcsc_test
 
 import (
 	"crypto/ed25519"
+	"errors"
 	"testing"
-	"time"
 
 	"sluice/card"
 	"sluice/card/internal/cardtest"
 	"sluice/meter"
+	"sluice/meter/cardport"
 	"sluice/voucher"
 )
 
-// meterPort is the reference meter's card port: it hands each voucher to
-// meter.LoadVoucher, which verifies it and journals the credit before it
-// returns, and turns the meter's MACed receipt into the card's receipt.
-type meterPort struct {
-	m   *meter.Meter
-	now time.Time
-}
-
-func (p meterPort) Accept(b []byte) (card.Receipt, error) {
-	rc, err := p.m.LoadVoucher(p.now, b, meter.FromCard)
-	if rc.Status == 0 {
-		return card.Receipt{}, err // the meter could not decide
-	}
-	data, err := rc.MarshalBinary()
-	if err != nil {
-		return card.Receipt{}, err
-	}
-	r := card.Receipt{Sequence: rc.Seq, Amount: rc.Amount, Balance: rc.Credit, At: rc.Time, Data: data}
-	switch rc.Status {
-	case meter.Loaded:
-		r.Status = card.Loaded
-	case meter.Duplicate:
-		r.Status = card.AlreadyLoaded
-	default:
-		r.Status = card.Rejected
-	}
-	return r, nil
-}
-
 // TestEndToEndWithMeter: the office issues a card and loads two vouchers
 // over PC/SC; the card goes into the reference meter (package meter on an
-// emulated EEPROM), which authenticates it over PC/SC, takes the credit
-// and writes its MACed receipts back; a copy of the first voucher on the
-// card is then refused as a duplicate; the office verifies the receipts
-// with the meter's telemetry key.
+// emulated EEPROM, through its card port meter/cardport), which
+// authenticates it over PC/SC, takes the credit and writes its receipts and
+// feedback back; the card refuses a reloaded copy of a consumed voucher; a
+// forged card that claims this meter without its key fails the mutual
+// authentication; the office reads the receipts back.
 func TestEndToEndWithMeter(t *testing.T) {
 	requirePCSC(t)
 	w := cardtest.NewWorld(77)
@@ -95,16 +68,8 @@ func TestEndToEndWithMeter(t *testing.T) {
 		defer pull()
 		r := connect(t)
 		defer r.Close()
-		s, err := card.Open(r, m.ID(), keys.MeterKey[:], nil)
+		rs, err := cardport.Insert(m, w.Now, r)
 		if err != nil {
-			t.Fatal(err)
-		}
-		rs, err := card.Transfer(s, meterPort{m, w.Now})
-		if err != nil {
-			t.Fatal(err)
-		}
-		sn := m.Snapshot()
-		if err := s.WriteFeedback(card.Feedback{At: w.Now, TotalLitres: sn.Forward, Balance: sn.Credit, Tamper: uint32(sn.Tamper), Status: uint32(sn.Status)}); err != nil {
 			t.Fatal(err)
 		}
 		return rs
@@ -130,7 +95,25 @@ func TestEndToEndWithMeter(t *testing.T) {
 		t.Fatalf("second insertion: %+v, credit %d", rs, m.Snapshot().Credit-before)
 	}
 
-	// The office checks the receipts are the meter's.
+	// A forged card: bound to this meter's ID, keyed from another key.
+	forger := cardtest.NewWorld(78)
+	forger.MeterID = w.MeterID
+	fc := forger.BlankCard(t, card.UID{0x04, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66}, 2)
+	if _, err := card.Issue(fc, forger.BatchKey, forger.MeterCardKey, forger.Personalization(card.KindCustomer), nil); err != nil {
+		t.Fatal(err)
+	}
+	pull = insert(t, fc)
+	fr := connect(t)
+	if _, err := cardport.Insert(m, w.Now, fr); !errors.Is(err, card.ErrAuth) {
+		t.Fatalf("forged card: %v, want ErrAuth", err)
+	}
+	fr.Close()
+	pull()
+	if m.Snapshot().Credit-before != 5500 {
+		t.Fatal("the forged card changed the credit")
+	}
+
+	// The office reads the receipts back.
 	pull = insert(t, c)
 	defer pull()
 	office = connect(t)
@@ -143,14 +126,8 @@ func TestEndToEndWithMeter(t *testing.T) {
 	if err != nil || len(got) != 2 {
 		t.Fatalf("receipts %+v %v", got, err)
 	}
-	for _, r := range got {
-		mr, err := meter.OpenReceipt(r.Data, keys.TelemetryKey)
-		if err != nil {
-			t.Fatalf("receipt %d: %v", r.Sequence, err)
-		}
-		if mr.Seq != r.Sequence || mr.Status != meter.Loaded || mr.Amount != r.Amount {
-			t.Fatalf("meter receipt %+v vs card receipt %+v", mr, r)
-		}
+	if got[0].Status != card.Loaded || got[0].Amount != 4000 || got[1].Amount != 1500 || got[1].Balance != m.Snapshot().Credit {
+		t.Fatalf("receipts %+v, meter credit %d", got, m.Snapshot().Credit)
 	}
 	if f, ok, err := s.ReadFeedback(); err != nil || !ok || f.Balance != m.Snapshot().Credit {
 		t.Fatalf("feedback %+v %v %v", f, ok, err)
