@@ -170,7 +170,7 @@ func (d *Device) Open(record []byte, st State) (*Provisioned, State, error) {
 	p := &Provisioned{MeterID: rec.MeterID, Model: rec.Model, Counter: rec.Counter, Trust: rec.Trust}
 	off := 0
 	for _, k := range rec.Keys {
-		p.Keys = append(p.Keys, Key{Kind: k.Kind, Version: k.Version, Secret: plain[off : off+k.Len : off+k.Len]})
+		p.Keys = append(p.Keys, Key{Kind: k.Kind, RootVersion: k.RootVersion, Version: k.Version, Secret: plain[off : off+k.Len : off+k.Len]})
 		off += k.Len
 	}
 	return p, State{Counter: rec.Counter, Management: rec.Trust.Management}, nil

@@ -71,7 +71,7 @@ var (
 type KeyKind uint8
 
 const (
-	KeyMeter      KeyKind = 1 // per-meter AES key; per-card keys derive from it
+	KeyCard       KeyKind = 1 // the meter's card key (meter.Keys.MeterKey); per-card keys derive from it
 	KeyTelemetry  KeyKind = 2 // per-meter AES key for telemetry MACs and receipts
 	KeyWMBus      KeyKind = 3 // per-meter wireless M-Bus / OMS AES key
 	KeySTSDecoder KeyKind = 4 // STS decoder key (DKGA02/04 output)
@@ -79,8 +79,8 @@ const (
 
 func (k KeyKind) String() string {
 	switch k {
-	case KeyMeter:
-		return "meter"
+	case KeyCard:
+		return "card"
 	case KeyTelemetry:
 		return "telemetry"
 	case KeyWMBus:
@@ -91,14 +91,16 @@ func (k KeyKind) String() string {
 	return fmt.Sprintf("kind(%d)", uint8(k))
 }
 
-func (k KeyKind) valid() bool { return k >= KeyMeter && k <= KeySTSDecoder }
+func (k KeyKind) valid() bool { return k >= KeyCard && k <= KeySTSDecoder }
 
-// Key is one secret for a meter, with the version of the root it was
-// derived from (so a later key rotation campaign knows who has what).
+// Key is one secret for a meter, with its versions (so a later rotation
+// campaign knows who holds what): the version of the KMS root it derives
+// from, and the meter's own key version for that purpose (package keys).
 type Key struct {
-	Kind    KeyKind
-	Version uint32
-	Secret  []byte
+	Kind        KeyKind
+	RootVersion uint16 // >= 1
+	Version     uint16
+	Secret      []byte
 }
 
 // Trust is the set of verification public keys a record installs.

@@ -40,9 +40,9 @@ const testMeter = 4_1234_5678_9012
 func derive(_ context.Context, id uint64) ([]Key, error) {
 	k := func(kind KeyKind, n int) Key {
 		h := sha256.Sum256([]byte(fmt.Sprintf("root/%d/%d", kind, id)))
-		return Key{Kind: kind, Version: 3, Secret: h[:n]}
+		return Key{Kind: kind, RootVersion: 3, Version: 1, Secret: h[:n]}
 	}
-	return []Key{k(KeyMeter, 16), k(KeyTelemetry, 16), k(KeyWMBus, 16), k(KeySTSDecoder, 8)}, nil
+	return []Key{k(KeyCard, 16), k(KeyTelemetry, 16), k(KeyWMBus, 16), k(KeySTSDecoder, 8)}, nil
 }
 
 func service(t testing.TB, signer ed25519.PrivateKey) *Service {
@@ -94,7 +94,7 @@ func TestRoundTrip(t *testing.T) {
 				t.Fatalf("%d keys", len(p.Keys))
 			}
 			for i := range want {
-				if p.Keys[i].Kind != want[i].Kind || p.Keys[i].Version != 3 || !bytes.Equal(p.Keys[i].Secret, want[i].Secret) {
+				if p.Keys[i].Kind != want[i].Kind || p.Keys[i].RootVersion != 3 || p.Keys[i].Version != 1 || !bytes.Equal(p.Keys[i].Secret, want[i].Secret) {
 					t.Errorf("key %d: %+v", i, p.Keys[i])
 				}
 			}
@@ -280,13 +280,13 @@ func TestServiceRefuses(t *testing.T) {
 		"no credit key":     {service(t, mgmt), Params{Counter: 1, Trust: Trust{Management: trust.Management, Firmware: trust.Firmware}}},
 		"p384 firmware key": {service(t, mgmt), Params{Counter: 1, Trust: Trust{Credit: trust.Credit, Management: trust.Management, Firmware: &must384(t).PublicKey}}},
 		"no keys":           {bad(func(context.Context, uint64) ([]Key, error) { return nil, nil }), Params{Counter: 1, Trust: trust}},
-		"short key":         {bad(func(context.Context, uint64) ([]Key, error) { return []Key{{KeyMeter, 1, make([]byte, 7)}}, nil }), Params{Counter: 1, Trust: trust}},
+		"short key":         {bad(func(context.Context, uint64) ([]Key, error) { return []Key{{KeyCard, 1, 0, make([]byte, 7)}}, nil }), Params{Counter: 1, Trust: trust}},
 		"duplicate kind": {bad(func(context.Context, uint64) ([]Key, error) {
-			k := Key{KeyMeter, 1, make([]byte, 16)}
+			k := Key{KeyCard, 1, 0, make([]byte, 16)}
 			return []Key{k, k}, nil
 		}), Params{Counter: 1, Trust: trust}},
-		"unknown kind": {bad(func(context.Context, uint64) ([]Key, error) { return []Key{{9, 1, make([]byte, 16)}}, nil }), Params{Counter: 1, Trust: trust}},
-		"version zero": {bad(func(context.Context, uint64) ([]Key, error) { return []Key{{KeyMeter, 0, make([]byte, 16)}}, nil }), Params{Counter: 1, Trust: trust}},
+		"unknown kind":      {bad(func(context.Context, uint64) ([]Key, error) { return []Key{{9, 1, 0, make([]byte, 16)}}, nil }), Params{Counter: 1, Trust: trust}},
+		"root version zero": {bad(func(context.Context, uint64) ([]Key, error) { return []Key{{KeyCard, 0, 1, make([]byte, 16)}}, nil }), Params{Counter: 1, Trust: trust}},
 	}
 	for name, c := range cases {
 		if _, err := c.s.Provision(ctx, req, c.p); !errors.Is(err, ErrInvalid) {

@@ -72,8 +72,8 @@ func (s *Service) Provision(ctx context.Context, req *Request, p Params) ([]byte
 			return nil, fmt.Errorf("%w: key %d: %v twice", ErrInvalid, i, k.Kind)
 		case len(k.Secret) < MinKeyLen || len(k.Secret) > MaxKeyLen:
 			return nil, fmt.Errorf("%w: key %d (%v): %d bytes, want %d..%d", ErrInvalid, i, k.Kind, len(k.Secret), MinKeyLen, MaxKeyLen)
-		case k.Version == 0:
-			return nil, fmt.Errorf("%w: key %d (%v): version zero", ErrInvalid, i, k.Kind)
+		case k.RootVersion == 0:
+			return nil, fmt.Errorf("%w: key %d (%v): root version zero", ErrInvalid, i, k.Kind)
 		}
 		seen[k.Kind] = true
 		plain = append(plain, k.Secret...)
@@ -93,7 +93,8 @@ func (s *Service) Provision(ctx context.Context, req *Request, p Params) ([]byte
 	b = append(b, byte(len(keys)))
 	for _, k := range keys {
 		b = append(b, byte(k.Kind), byte(len(k.Secret)))
-		b = binary.BigEndian.AppendUint32(b, k.Version)
+		b = binary.BigEndian.AppendUint16(b, k.RootVersion)
+		b = binary.BigEndian.AppendUint16(b, k.Version)
 	}
 
 	dk, err := x25519Public(req.DeviceKey[:])

@@ -49,6 +49,7 @@ func (r *reader) take(field string, n int) []byte {
 }
 
 func (r *reader) u8(field string) byte    { return r.take(field, 1)[0] }
+func (r *reader) u16(field string) uint16 { return binary.BigEndian.Uint16(r.take(field, 2)) }
 func (r *reader) u32(field string) uint32 { return binary.BigEndian.Uint32(r.take(field, 4)) }
 func (r *reader) u64(field string) uint64 { return binary.BigEndian.Uint64(r.take(field, 8)) }
 
@@ -164,9 +165,10 @@ func ParseRequest(b []byte) (*Request, error) {
 
 // KeyInfo describes a sealed key without its secret.
 type KeyInfo struct {
-	Kind    KeyKind
-	Version uint32
-	Len     int
+	Kind        KeyKind
+	RootVersion uint16
+	Version     uint16
+	Len         int
 }
 
 // Record is a parsed provisioning record. ParseRecord only checks its
@@ -205,7 +207,7 @@ func (rec *Record) Bytes() []byte { return rec.raw }
 //	.   1   firmware key type: 1 Ed25519, 2 ECDSA P-256
 //	.   32|65 firmware key (raw Ed25519, or uncompressed SEC 1 point)
 //	.   1   key count n (1..8)
-//	.   6n  per key: kind (1), length (1, 8..32), root version (4, >= 1)
+//	.   6n  per key: kind (1), length (1, 8..32), root version (2, >= 1), key version (2)
 //	.   32  HPKE encapsulated key
 //	.   L   AES-256-GCM ciphertext of the secrets in entry order, L = sum of lengths + 16
 //	.   64  Ed25519(management, recordContext || all bytes before)
@@ -247,7 +249,9 @@ func ParseRecord(b []byte) (*Record, error) {
 	seen := map[KeyKind]bool{}
 	for i := 0; i < n && r.err == nil; i++ {
 		field := fmt.Sprintf("key[%d]", i)
-		k := KeyInfo{Kind: KeyKind(r.u8(field + ".kind")), Len: int(r.u8(field + ".length")), Version: r.u32(field + ".version")}
+		k := KeyInfo{Kind: KeyKind(r.u8(field + ".kind")), Len: int(r.u8(field + ".length"))}
+		k.RootVersion = r.u16(field + ".root_version")
+		k.Version = r.u16(field + ".key_version")
 		switch {
 		case r.err != nil:
 		case !k.Kind.valid():
@@ -256,8 +260,8 @@ func ParseRecord(b []byte) (*Record, error) {
 			r.fail(field+".kind", "%v appears twice", k.Kind)
 		case k.Len < MinKeyLen || k.Len > MaxKeyLen:
 			r.fail(field+".length", "%d, want %d..%d", k.Len, MinKeyLen, MaxKeyLen)
-		case k.Version == 0:
-			r.fail(field+".version", "zero")
+		case k.RootVersion == 0:
+			r.fail(field+".root_version", "zero")
 		}
 		seen[k.Kind] = true
 		total += k.Len
