@@ -30,6 +30,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Sentinel errors callers branch on.
@@ -126,15 +128,17 @@ func (a Account) validate() error {
 	return nil
 }
 
-// checkID accepts the identifiers used across Sluice: vendor, meter and
-// customer numbers, purchase IDs (ULIDs, UUIDs, client keys).
+// checkID accepts the identifiers used across Sluice: vendor codes, meter
+// and customer numbers, purchase IDs, references such as "V-017/2026-07-15":
+// 1 to 128 bytes of printable UTF-8 without spaces or colons (the colon
+// separates an account's kind from its ID).
 func checkID(s string) error {
-	if s == "" || len(s) > 128 {
-		return errors.New("must be 1 to 128 characters")
+	if s == "" || len(s) > 128 || !utf8.ValidString(s) {
+		return errors.New("must be 1 to 128 bytes of UTF-8")
 	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
-			return fmt.Errorf("may contain only letters, digits, '-', '_' and '.', got %q", s)
+		if r == ':' || unicode.IsSpace(r) || !unicode.IsPrint(r) {
+			return fmt.Errorf("may not contain spaces, colons or control characters, got %q", s)
 		}
 	}
 	return nil

@@ -103,6 +103,7 @@ func TestPurchaseEntryRejects(t *testing.T) {
 		"no tokens":         func(p *Purchase) { p.Tokens = nil },
 		"token other meter": func(p *Purchase) { p.Tokens = []Token{{Meter: "M-2", Purpose: PurposeCredit, TID: 5}} },
 		"bad vendor":        func(p *Purchase) { p.Vendor = "V 1" },
+		"colon in meter":    func(p *Purchase) { p.Meter = "M:1" },
 		"no time":           func(p *Purchase) { p.Time = time.Time{} },
 		"doctored breakdown": func(p *Purchase) {
 			b := *p.Breakdown
@@ -124,7 +125,7 @@ func TestPurchaseEntryRejects(t *testing.T) {
 }
 
 func TestSimpleEntries(t *testing.T) {
-	d, err := DepositEntry(Deposit{ID: "D-1", Vendor: "V-1", Bank: "main", Currency: "ZAR", Amount: 100000, Time: t0})
+	d, err := DepositEntry(Deposit{ID: "V-1/D-1", Vendor: "V-1", Bank: "main", Currency: "ZAR", Amount: 100000, Time: t0})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,13 +209,13 @@ func TestValidate(t *testing.T) {
 }
 
 func TestParseAccount(t *testing.T) {
-	for _, s := range []string{"float:V-1", "credit:01234567890", "revenue:free-basic", "debt:C.42_x"} {
+	for _, s := range []string{"float:V-1", "credit:01234567890", "revenue:free-basic", "debt:C.42_x", "bank:FNB/0042", "debt:Dépôt-7"} {
 		a, err := ParseAccount(s)
 		if err != nil || a.String() != s {
 			t.Errorf("ParseAccount(%q) = %v, %v", s, a, err)
 		}
 	}
-	for _, s := range []string{"", "float", "float:", ":x", "cash:main", "float:V 1", "float:V:1", "Float:V1"} {
+	for _, s := range []string{"", "float", "float:", ":x", "cash:main", "float:V 1", "float:V:1", "Float:V1", "float:V\x001", "float:\xff"} {
 		if _, err := ParseAccount(s); !errors.Is(err, ErrInvalid) {
 			t.Errorf("ParseAccount(%q) accepted", s)
 		}
