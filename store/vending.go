@@ -44,7 +44,6 @@ type SupplyGroup struct {
 	BaseDate   int
 	KRN        int
 	TI         int
-	VendingKey string // KMS key name
 	CreatedAt  time.Time
 }
 

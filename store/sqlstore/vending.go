@@ -128,19 +128,19 @@ func (r vendors) DaySales(ctx context.Context, id int64, day string) (int64, err
 
 type supplyGroups struct{ *tx }
 
-const supplyGroupCols = `code, name, dkga, ea, base_date, krn, ti, vending_key, created_at`
+const supplyGroupCols = `code, name, dkga, ea, base_date, krn, ti, created_at`
 
 func scanSupplyGroup(scan func(...any) error) (store.SupplyGroup, error) {
 	var g store.SupplyGroup
 	var created int64
-	err := scan(&g.Code, &g.Name, &g.DKGA, &g.EA, &g.BaseDate, &g.KRN, &g.TI, &g.VendingKey, &created)
+	err := scan(&g.Code, &g.Name, &g.DKGA, &g.EA, &g.BaseDate, &g.KRN, &g.TI, &created)
 	g.CreatedAt = fromMicros(created)
 	return g, err
 }
 
 func (r supplyGroups) Create(ctx context.Context, g store.SupplyGroup) error {
-	_, err := r.exec(ctx, `INSERT INTO supply_groups (`+supplyGroupCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-		g.Code, g.Name, g.DKGA, g.EA, g.BaseDate, g.KRN, g.TI, g.VendingKey, micros(now()))
+	_, err := r.exec(ctx, `INSERT INTO supply_groups (`+supplyGroupCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		g.Code, g.Name, g.DKGA, g.EA, g.BaseDate, g.KRN, g.TI, micros(now()))
 	if err != nil {
 		return fmt.Errorf("create supply group %s: %w", g.Code, err)
 	}
@@ -156,8 +156,8 @@ func (r supplyGroups) List(ctx context.Context) ([]store.SupplyGroup, error) {
 }
 
 func (r supplyGroups) Update(ctx context.Context, g store.SupplyGroup) error {
-	res, err := r.exec(ctx, `UPDATE supply_groups SET name = ?, dkga = ?, ea = ?, base_date = ?, krn = ?, ti = ?, vending_key = ? WHERE code = ?`,
-		g.Name, g.DKGA, g.EA, g.BaseDate, g.KRN, g.TI, g.VendingKey, g.Code)
+	res, err := r.exec(ctx, `UPDATE supply_groups SET name = ?, dkga = ?, ea = ?, base_date = ?, krn = ?, ti = ? WHERE code = ?`,
+		g.Name, g.DKGA, g.EA, g.BaseDate, g.KRN, g.TI, g.Code)
 	if err != nil {
 		return fmt.Errorf("update supply group %s: %w", g.Code, err)
 	}

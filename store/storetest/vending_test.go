@@ -36,7 +36,7 @@ func newFixture(t *testing.T, db *sqlstore.DB, float int64) fixture {
 		if err := tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)}); err != nil {
 			return err
 		}
-		if err := tx.SupplyGroups().Create(ctx, store.SupplyGroup{Code: "123456", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1, VendingKey: "sts/123456"}); err != nil {
+		if err := tx.SupplyGroups().Create(ctx, store.SupplyGroup{Code: "123456", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}); err != nil {
 			return err
 		}
 		if f.customer, err = tx.Customers().Create(ctx, store.Customer{Account: "ACC1", Name: "Thandi Nkosi"}); err != nil {

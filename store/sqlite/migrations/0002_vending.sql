@@ -32,10 +32,10 @@ CREATE TABLE supply_groups (
 	ea             TEXT    NOT NULL CHECK (ea IN ('07', '11')),
 	base_date      INTEGER NOT NULL CHECK (base_date IN (1993, 2014, 2035)),
 	-- The key revision and tariff index new tokens are made under; a meter
-	-- behind them gets key-change tokens with its next purchase.
+	-- behind them gets key-change tokens with its next purchase. The vending
+	-- key of revision krn is the KMS key sts/<code>/krn<krn>.
 	krn            INTEGER NOT NULL CHECK (krn BETWEEN 1 AND 9),
 	ti             INTEGER NOT NULL CHECK (ti BETWEEN 0 AND 99),
-	vending_key    TEXT    NOT NULL,
 	created_at     INTEGER NOT NULL
 ) STRICT;
 
