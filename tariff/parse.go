@@ -8,6 +8,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
@@ -267,6 +268,9 @@ func checkCode(s string) error {
 func (v *Version) validate(p string) error {
 	if v.Effective.IsZero() {
 		return fieldErr(p+".effective", "required")
+	}
+	if d := v.Effective; DateOf(time.Date(d.Year, d.Month, d.Day, 0, 0, 0, 0, time.UTC)) != d || d.Year < 1900 || d.Year > 9999 {
+		return fieldErr(p+".effective", "not a valid date: %s", d)
 	}
 	if v.VAT < 0 || v.VAT > 10000 {
 		return fieldErr(p+".vat_bp", "must be between 0 and 10000 basis points, got %d", v.VAT)
