@@ -28,7 +28,9 @@
 // big-endian CKA_ID; a key's kind is read back from its PKCS#11 attributes,
 // so the token is the only record. All calls go through one logged-in
 // session guarded by a mutex: PKCS#11 sessions are not safe for concurrent
-// use, and key operations are short.
+// use, and key operations are short. A PKCS#11 module is initialised once
+// per process, so open one KMS per module and share it: a second Open on a
+// module in use is refused rather than allowed to finalise it for both.
 //
 // The package builds without cgo (or with the nopkcs11 tag) to a stub whose
 // Open reports kms.ErrUnsupported, so the rest of Sluice never needs cgo.

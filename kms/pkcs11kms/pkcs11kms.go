@@ -76,7 +76,13 @@ func open(cfg Config) (*KMS, error) {
 		return nil, fmt.Errorf("pkcs11kms: cannot load module %s", cfg.Module)
 	}
 	if err := p.Initialize(); err != nil {
+		// Already initialised means another KMS of this process holds the
+		// module; finalising it here would pull the module out from under
+		// that one, so only the reference taken by New is released.
 		p.Destroy()
+		if isRV(err, pkcs11.CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+			return nil, fmt.Errorf("pkcs11kms: %s is already in use by another key manager of this process (open one per module and share it)", cfg.Module)
+		}
 		return nil, fmt.Errorf("pkcs11kms: initialize %s: %w", cfg.Module, err)
 	}
 	k := &KMS{p: p, rand: rand.Reader, cache: map[kms.KeyRef]object{}}

@@ -269,3 +269,24 @@ func BenchmarkDeriveMeterKey(b *testing.B) {
 		}
 	}
 }
+
+// TestOneKMSPerModule: a second key manager on a module already in use is
+// refused, and refusing it leaves the first one working.
+func TestOneKMSPerModule(t *testing.T) {
+	cfg := newToken(t)
+	ctx := context.Background()
+	k := openToken(t, cfg)
+	k.CreateKey(ctx, "root", kms.AES128)
+	if k2, err := open(cfg); err == nil {
+		k2.Close()
+		t.Fatal("second key manager on the same module opened")
+	}
+	if _, err := k.PRF(ctx, kms.Ref("root"), []byte("m")); err != nil {
+		t.Fatalf("first key manager broken by the refused second: %v", err)
+	}
+	k.Close()
+	k3 := openToken(t, cfg)
+	if _, err := k3.PRF(ctx, kms.Ref("root"), []byte("m")); err != nil {
+		t.Fatalf("reopening after Close: %v", err)
+	}
+}
