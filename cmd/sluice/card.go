@@ -15,6 +15,8 @@ import (
 	"sluice/card"
 	"sluice/card/pcsc"
 	"sluice/card/vpcd"
+	"sluice/keys"
+	"sluice/kms"
 	"sluice/voucher"
 )
 
@@ -45,6 +47,42 @@ func (r *readerFlags) connect(ctx context.Context) (*pcsc.Reader, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.wait)
 	defer cancel()
 	return pcsc.Connect(ctx, r.reader)
+}
+
+// meterKeyFlags say where a meter's card key comes from: a key file (tests,
+// the emulator's world), or the KMS, which derives it from the meter root
+// exactly as provisioning does (keys.MeterKey, purpose "card").
+type meterKeyFlags struct {
+	file *string
+	kms  *kmsFlags
+}
+
+func addMeterKeyFlags(fs *flag.FlagSet) *meterKeyFlags {
+	return &meterKeyFlags{
+		file: fs.String("meter-card-key-file", "", "`file` with the meter's card key, 32 hex digits (instead of the KMS)"),
+		kms:  addKMSFlags(fs),
+	}
+}
+
+func (f *meterKeyFlags) given() bool {
+	return *f.file != "" || *f.kms.keystore != "" || *f.kms.p11Module != ""
+}
+
+// key returns the card key of meter id at key version v.
+func (f *meterKeyFlags) key(ctx context.Context, sio stdio, id uint64, v uint8) ([]byte, error) {
+	if *f.file != "" {
+		return readKey("meter-card-key-file", *f.file)
+	}
+	if !f.given() {
+		return nil, errors.New("no meter card key: give --meter-card-key-file, or the KMS (--keystore or --pkcs11-module)")
+	}
+	km, err := f.kms.open(ctx, sio, false)
+	if err != nil {
+		return nil, err
+	}
+	defer km.Close()
+	k, _, err := keys.MeterKey(ctx, km, kms.KeyRef{Name: keys.MeterRoot}, id, keys.Card, uint16(v))
+	return k, err
 }
 
 // readKey reads a 16-byte AES key written as 32 hex digits in a file.
@@ -88,11 +126,11 @@ func identityOut(id card.Identity) identityJSON {
 }
 
 func cmdCardIssue(ctx context.Context, sio stdio, args []string) error {
-	fs := newFlags(sio, "card issue", "--batch-key-file F --meter-card-key-file F --meter ID [--kind customer|engineering]")
+	fs := newFlags(sio, "card issue", "--batch-key-file F (--meter-card-key-file F | KMS flags) --meter ID [--kind customer|engineering]")
 	var rf readerFlags
 	rf.register(fs)
 	batchFile := fs.String("batch-key-file", "", "file with the card batch (transport) key, 32 hex digits")
-	meterFile := fs.String("meter-card-key-file", "", "file with the meter's card key from the KMS, 32 hex digits")
+	mk := addMeterKeyFlags(fs)
 	meterID := fs.Uint64("meter", 0, "meter ID the card is bound to")
 	kindName := fs.String("kind", "customer", "card kind: customer or engineering")
 	keyVersion := fs.Uint("key-version", 1, "version of the meter card key")
@@ -100,10 +138,6 @@ func cmdCardIssue(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	batch, err := readKey("batch-key-file", *batchFile)
-	if err != nil {
-		return err
-	}
-	mkey, err := readKey("meter-card-key-file", *meterFile)
 	if err != nil {
 		return err
 	}
@@ -116,6 +150,10 @@ func cmdCardIssue(ctx context.Context, sio stdio, args []string) error {
 	}
 	if *keyVersion > 255 {
 		return errors.New("--key-version: at most 255")
+	}
+	mkey, err := mk.key(ctx, sio, *meterID, uint8(*keyVersion))
+	if err != nil {
+		return err
 	}
 	r, err := rf.connect(ctx)
 	if err != nil {
@@ -151,17 +189,16 @@ func readVoucher(path string) ([]byte, error) {
 }
 
 func cmdCardLoad(ctx context.Context, sio stdio, args []string) error {
-	fs := newFlags(sio, "card load", "--meter-card-key-file F --voucher FILE")
+	fs := newFlags(sio, "card load", "(--meter-card-key-file F | KMS flags) --voucher FILE")
 	var rf readerFlags
 	rf.register(fs)
-	meterFile := fs.String("meter-card-key-file", "", "file with the card's meter card key, 32 hex digits")
+	mk := addMeterKeyFlags(fs)
 	vfile := fs.String("voucher", "", "voucher file (hex or binary)")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	mkey, err := readKey("meter-card-key-file", *meterFile)
-	if err != nil {
-		return err
+	if !mk.given() {
+		return errors.New("no meter card key: give --meter-card-key-file, or the KMS (--keystore or --pkcs11-module)")
 	}
 	v, err := readVoucher(*vfile)
 	if err != nil {
@@ -173,6 +210,17 @@ func cmdCardLoad(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	defer r.Close()
+	id, err := card.Identify(r)
+	if err != nil {
+		return err
+	}
+	if id.Lifecycle != card.Personalized || id.MeterID != pv.MeterID {
+		return fmt.Errorf("%w: %v card for meter %d, voucher for meter %d", card.ErrWrongCard, id.Lifecycle, id.MeterID, pv.MeterID)
+	}
+	mkey, err := mk.key(ctx, sio, id.MeterID, id.KeyVersion)
+	if err != nil {
+		return err
+	}
 	s, err := card.Open(r, pv.MeterID, mkey, rand.Reader)
 	if err != nil {
 		return err
@@ -204,20 +252,12 @@ type receiptJSON struct {
 }
 
 func cmdCardInspect(ctx context.Context, sio stdio, args []string) error {
-	fs := newFlags(sio, "card inspect", "[--meter-card-key-file F]")
+	fs := newFlags(sio, "card inspect", "[--meter-card-key-file F | KMS flags]")
 	var rf readerFlags
 	rf.register(fs)
-	meterFile := fs.String("meter-card-key-file", "", "file with the card's meter card key; without it only the public identity is shown")
+	mk := addMeterKeyFlags(fs) // without a key only the public identity is shown
 	if err := parseFlags(fs, args); err != nil {
 		return err
-	}
-	var mkey []byte
-	if *meterFile != "" {
-		k, err := readKey("meter-card-key-file", *meterFile)
-		if err != nil {
-			return err
-		}
-		mkey = k
 	}
 	r, err := rf.connect(ctx)
 	if err != nil {
@@ -229,8 +269,12 @@ func cmdCardInspect(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	out := map[string]any{"identity": identityOut(id)}
-	if mkey == nil || id.Lifecycle != card.Personalized {
+	if !mk.given() || id.Lifecycle != card.Personalized {
 		return printJSON(sio, out)
+	}
+	mkey, err := mk.key(ctx, sio, id.MeterID, id.KeyVersion)
+	if err != nil {
+		return err
 	}
 	s, err := card.Open(r, id.MeterID, mkey, rand.Reader)
 	if err != nil {
