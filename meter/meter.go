@@ -116,10 +116,11 @@ func (p *Params) validate() error {
 // When a commit fails (power lost) the meter halts and returns ErrHalted
 // from then on; Boot on the same storage restores the last committed state.
 type Meter struct {
-	deps Deps
-	j    *journal
-	s    state
-	halt error
+	deps  Deps
+	j     *journal
+	s     state
+	halt  error
+	frame uint32 // last telemetry frame counter used
 }
 
 // ErrHalted is returned by a meter whose power failed mid-commit.
@@ -139,6 +140,9 @@ func Boot(st Storage, deps Deps) (*Meter, error) {
 	if err := m.s.unmarshal(payload); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrCorrupt, err)
 	}
+	// Counters up to the reservation may have been used before the power
+	// went: continue above it.
+	m.frame = m.s.FrameReserved
 	return m, nil
 }
 
@@ -259,4 +263,37 @@ func addCredit(s *state, now time.Time, amount int64) error {
 	}
 	s.logEffects(now, s.Core.Load(&s.Params, now, amount), 0)
 	return nil
+}
+
+// frameBlock is how many telemetry frame counters one journal write
+// reserves: a reboot skips at most this many, and the EEPROM sees one
+// write per frameBlock frames instead of one per frame.
+const frameBlock = 64
+
+// ErrCounterExhausted is returned when the telemetry frame counter has run
+// out: the meter needs a new telemetry key (and counter) before it may
+// send again.
+var ErrCounterExhausted = errors.New("meter: telemetry frame counter exhausted")
+
+// FrameCounter returns the counter for the next telemetry frame: strictly
+// increasing for the meter's life, across power cuts, as the head-end's
+// replay window requires (docs/telemetry.md). Counters are reserved in
+// blocks in the journal, so most calls write nothing.
+func (m *Meter) FrameCounter() (uint32, error) {
+	if m.halt != nil {
+		return 0, m.halt
+	}
+	if m.frame == math.MaxUint32 {
+		return 0, ErrCounterExhausted
+	}
+	if m.frame >= m.s.FrameReserved {
+		if err := m.update(func(s *state) error {
+			s.FrameReserved = uint32(min(uint64(s.FrameReserved)+frameBlock, math.MaxUint32))
+			return nil
+		}); err != nil {
+			return 0, err
+		}
+	}
+	m.frame++
+	return m.frame, nil
 }

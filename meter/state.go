@@ -37,6 +37,11 @@ type state struct {
 
 	Seq Window // voucher sequence numbers accepted
 
+	// FrameReserved is the telemetry frame counter reserved so far: the
+	// meter uses counters up to it without writing, and reserves the next
+	// block before going past it (Meter.FrameCounter).
+	FrameReserved uint32
+
 	EventSeq uint32  // sequence number of the newest event
 	Events   []Event // oldest first, at most MaxEvents
 }
@@ -131,6 +136,7 @@ func (s *state) marshal() []byte {
 	b = binary.BigEndian.AppendUint16(b, s.CardFails)
 	b = binary.BigEndian.AppendUint32(b, s.Seq.Max)
 	b = binary.BigEndian.AppendUint64(b, s.Seq.Mask)
+	b = binary.BigEndian.AppendUint32(b, s.FrameReserved)
 	b = binary.BigEndian.AppendUint32(b, s.EventSeq)
 	b = append(b, byte(len(s.Events)))
 	for _, e := range s.Events {
@@ -262,6 +268,7 @@ func (s *state) unmarshal(b []byte) error {
 	s.CardFails = r.u16("card_fails")
 	s.Seq.Max = r.u32("voucher_seq")
 	s.Seq.Mask = r.u64("voucher_mask")
+	s.FrameReserved = r.u32("frame_reserved")
 	s.EventSeq = r.u32("event_seq")
 	ne := int(r.u8("events"))
 	if ne > MaxEvents || uint32(ne) > s.EventSeq {
