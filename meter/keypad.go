@@ -133,7 +133,7 @@ func (m *Meter) Keypad(now time.Time, line string) (Display, error) {
 
 // lockoutUntil is when the keypad unlocks after f consecutive rejected
 // tokens: free tries first, then Base seconds doubling with each further
-// rejection up to Max. Thirteen doublings of a minute pass a day, so a
+// rejection up to Max. Eleven doublings of a minute pass a day, so a
 // guesser soon gets one try a day.
 func (p *Params) lockoutUntil(now time.Time, f uint16) int64 {
 	if f <= uint16(p.LockoutFree) || p.LockoutBase == 0 {
