@@ -50,6 +50,12 @@ type meterID struct {
 	n     uint64
 }
 
+type meterTID struct {
+	meter string
+	base  uint16
+	tid   uint32
+}
+
 type entryInfo struct {
 	digest   [16]byte // of the postings, to recognise a true reversal
 	reversal bool
@@ -66,7 +72,7 @@ type Checker struct {
 	entries   map[string]*entryInfo
 	purchases map[string]string // purchase ID -> entry ID
 	balances  map[balanceKey]int64
-	tids      map[meterID]string
+	tids      map[meterTID]string
 	seqs      map[meterID]string
 	n         uint64
 
@@ -85,7 +91,7 @@ type netEffect struct {
 func NewChecker() *Checker {
 	return &Checker{
 		entries: map[string]*entryInfo{}, purchases: map[string]string{}, balances: map[balanceKey]int64{},
-		tids: map[meterID]string{}, seqs: map[meterID]string{}, h: sha256.New(),
+		tids: map[meterTID]string{}, seqs: map[meterID]string{}, h: sha256.New(),
 	}
 }
 
@@ -159,9 +165,9 @@ func (c *Checker) Add(e *Entry) []Violation {
 
 	for _, t := range e.Tokens {
 		if t.TID != 0 {
-			k := meterID{t.Meter, uint64(t.TID)}
+			k := meterTID{t.Meter, t.Base, t.TID}
 			if prev, ok := c.tids[k]; ok {
-				report(RuleTIDReused, "meter %s TID %d already delivered by %q", t.Meter, t.TID, prev)
+				report(RuleTIDReused, "meter %s TID %d (base %d) already delivered by %q", t.Meter, t.TID, t.Base, prev)
 			} else {
 				c.tids[k] = e.ID
 			}

@@ -185,7 +185,11 @@ type Token struct {
 	Meter   string `json:"meter"`
 	Purpose string `json:"purpose"`       // PurposeCredit, PurposeFree, PurposeKeyChange, PurposeEngineering
 	TID     uint32 `json:"tid,omitempty"` // STS token identifier; 0 when the token has none (key-change tokens)
-	Seq     uint64 `json:"seq,omitempty"` // voucher sequence number; 0 for STS tokens
+	// Base is the STS base date (year: 1993, 2014, 2035) the TID counts
+	// minutes from. A key change that rolls a meter over to a new base date
+	// clears its TID memory, so TIDs are unique per meter and base.
+	Base uint16 `json:"base,omitempty"`
+	Seq  uint64 `json:"seq,omitempty"` // voucher sequence number; 0 for STS tokens
 }
 
 // Token purposes.
@@ -259,7 +263,7 @@ func (e *Entry) Validate() error {
 			return fmt.Errorf("%w: %q: %s postings sum to %d", ErrUnbalanced, e.ID, unit, s)
 		}
 	}
-	tids, seqs := map[meterID]bool{}, map[meterID]bool{}
+	tids, seqs := map[meterTID]bool{}, map[meterID]bool{}
 	for i, t := range e.Tokens {
 		if err := checkID(t.Meter); err != nil {
 			return bad("token %d: meter %v", i, err)
@@ -270,7 +274,7 @@ func (e *Entry) Validate() error {
 			return bad("token %d: unknown purpose %q", i, t.Purpose)
 		}
 		if t.TID != 0 {
-			k := meterID{t.Meter, uint64(t.TID)}
+			k := meterTID{t.Meter, t.Base, t.TID}
 			if tids[k] {
 				return bad("token %d repeats TID %d", i, t.TID)
 			}

@@ -322,6 +322,12 @@ func TestCheckFindsFaults(t *testing.T) {
 			return append(es, &dup)
 		}, RuleDuplicateEntry, 7},
 		{"TID reused", func(es []*Entry) []*Entry { es[4].Tokens[2].Meter, es[4].Tokens[3].Meter = "M-1", "M-1"; return es }, RuleTIDReused, 5},
+		{"TID reused after base change is fine, not before", func(es []*Entry) []*Entry {
+			es[4].Tokens[2].Meter, es[4].Tokens[3].Meter = "M-1", "M-1"
+			es[2].Tokens[0].Base, es[2].Tokens[1].Base = 1993, 1993
+			es[4].Tokens[2].Base, es[4].Tokens[3].Base = 2014, 1993 // only the second collides
+			return es
+		}, RuleTIDReused, 5},
 		{"voucher sequence reused", func(es []*Entry) []*Entry {
 			es[2].Tokens = []Token{{Meter: "M-1", Purpose: PurposeCredit, Seq: 9}}
 			es[4].Tokens = []Token{{Meter: "M-1", Purpose: PurposeCredit, Seq: 9}}
