@@ -210,49 +210,80 @@ func Open(path string, passphrase []byte, opts Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("filekms: %w", err)
 	}
-	if len(raw) < headerSize+16 || string(raw[:8]) != magic {
-		return nil, fmt.Errorf("%w: %s is not a Sluice key store", ErrTampered, path)
+	h, err := parseHeader(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
-	if raw[8] != fileVersion || raw[9] != kdfArgon2id {
-		return nil, fmt.Errorf("%w: format %d, KDF %d unknown", ErrTampered, raw[8], raw[9])
-	}
-	t := binary.BigEndian.Uint32(raw[10:])
-	m := binary.BigEndian.Uint32(raw[14:])
-	p := raw[18]
-	if t == 0 || t > maxTime || m < 8*uint32(p) || m > maxMemKiB || p == 0 {
-		return nil, fmt.Errorf("%w: Argon2id cost t=%d m=%d p=%d out of range", ErrTampered, t, m, p)
-	}
-	salt := raw[19 : 19+saltSize]
-	stored := raw[19+saltSize : 19+saltSize+32]
-	key, verifier := stretch(passphrase, salt, t, m, p)
-	if subtle.ConstantTimeCompare(verifier, stored) != 1 {
+	key, verifier := stretch(passphrase, h.salt, h.time, h.memKiB, h.threads)
+	if subtle.ConstantTimeCompare(verifier, h.verifier) != 1 {
 		return nil, ErrWrongPassphrase
 	}
-	hdr := raw[:headerSize-12]
-	s, err := newStore(path, bytes.Clone(hdr), key, o)
+	s, err := newStore(path, bytes.Clone(raw[:headerSize-12]), key, o)
 	if err != nil {
 		return nil, err
 	}
-	nonce := raw[headerSize-12 : headerSize]
-	plain, err := s.aead.Open(nil, nonce, raw[headerSize:], raw[:headerSize])
+	plain, err := s.aead.Open(nil, h.nonce, raw[headerSize:], raw[:headerSize])
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s: contents fail authentication", ErrTampered, path)
 	}
+	defer clear(plain)
+	if s.keys, err = decodePayload(plain); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// header is the parsed clear part of a store file.
+type header struct {
+	time, memKiB          uint32
+	threads               uint8
+	salt, verifier, nonce []byte
+}
+
+// parseHeader checks the clear header of a store file. Everything it
+// accepts is still authenticated later, as GCM associated data; the checks
+// here only keep a damaged file from asking for absurd Argon2id costs.
+func parseHeader(raw []byte) (header, error) {
+	if len(raw) < headerSize+16 || string(raw[:8]) != magic {
+		return header{}, fmt.Errorf("%w: not a Sluice key store", ErrTampered)
+	}
+	if raw[8] != fileVersion || raw[9] != kdfArgon2id {
+		return header{}, fmt.Errorf("%w: format %d, KDF %d unknown", ErrTampered, raw[8], raw[9])
+	}
+	h := header{
+		time:     binary.BigEndian.Uint32(raw[10:]),
+		memKiB:   binary.BigEndian.Uint32(raw[14:]),
+		threads:  raw[18],
+		salt:     raw[19 : 19+saltSize],
+		verifier: raw[19+saltSize : 19+saltSize+32],
+		nonce:    raw[headerSize-12 : headerSize],
+	}
+	if h.time == 0 || h.time > maxTime || h.threads == 0 || h.memKiB < 8*uint32(h.threads) || h.memKiB > maxMemKiB {
+		return header{}, fmt.Errorf("%w: Argon2id cost t=%d m=%d p=%d out of range", ErrTampered, h.time, h.memKiB, h.threads)
+	}
+	return h, nil
+}
+
+// decodePayload rebuilds the key table from the decrypted contents,
+// checking every key against its kind and that versions run 1, 2, ... with
+// one kind per name.
+func decodePayload(plain []byte) (map[string][]*entry, error) {
 	var pl payload
 	if err := json.Unmarshal(plain, &pl); err != nil {
 		return nil, fmt.Errorf("%w: contents: %v", ErrTampered, err)
 	}
+	keys := map[string][]*entry{}
 	for _, fk := range pl.Keys {
 		e, err := newEntry(kms.KeyInfo{Name: fk.Name, Version: fk.Version, Kind: fk.Kind, Created: fk.Created}, fk.Secret)
 		if err != nil {
 			return nil, fmt.Errorf("%w: key %s@%d: %v", ErrTampered, fk.Name, fk.Version, err)
 		}
-		if vs := s.keys[fk.Name]; fk.Version != len(vs)+1 || (len(vs) > 0 && vs[0].info.Kind != fk.Kind) {
+		if vs := keys[fk.Name]; fk.Version != len(vs)+1 || (len(vs) > 0 && vs[0].info.Kind != fk.Kind) {
 			return nil, fmt.Errorf("%w: key %s@%d out of order", ErrTampered, fk.Name, fk.Version)
 		}
-		s.keys[fk.Name] = append(s.keys[fk.Name], e)
+		keys[fk.Name] = append(keys[fk.Name], e)
 	}
-	return s, nil
+	return keys, nil
 }
 
 // newEntry checks a secret against its kind and prepares its primitives.
