@@ -398,6 +398,7 @@ func BenchmarkSign(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "vouchers/s")
 }
 
 func BenchmarkOpen(b *testing.B) {
@@ -408,4 +409,5 @@ func BenchmarkOpen(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "vouchers/s")
 }
