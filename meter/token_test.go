@@ -238,3 +238,44 @@ func TestSTSKeyChange(t *testing.T) {
 		t.Error("a key change token was accepted again")
 	}
 }
+
+// TestTIDRollover plays the 2024 TID rollover: a meter on base date 1993
+// near the end of its 24-bit TIDs takes a rollover key change; from then
+// on tokens count minutes from 2014, whose TIDs are far below the ones it
+// remembers, and they are accepted because the rollover cleared the memory.
+func TestTIDRollover(t *testing.T) {
+	v := newVend(t, "supply group 600727")
+	v.cfg.Base = sts.Base1993
+	at := time.Date(2024, time.October, 1, 9, 0, 0, 0, time.UTC)
+	tid, err := sts.TIDAt(sts.Base1993, at)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.tid = tid
+	r := stsRig(t, DefaultParams(), v)
+	if _, err := r.m.EnterToken(at, v.credit(100)); err != nil {
+		t.Fatal(err)
+	}
+	toks, err := v.coder.KeyChange(sts.KeyChange{NewKey: []byte("rollover-key-16b"), KEN: 255, KRN: 2, KT: 2, TI: 1,
+		SGC: testKeyID.SGC, RO: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, tk := range toks {
+		if _, err := r.m.EnterToken(at, tk.String()); err != nil {
+			t.Fatalf("rollover token %d: %v", i+1, err)
+		}
+	}
+	if v.coder, err = sts.NewEA11([]byte("rollover-key-16b")); err != nil {
+		t.Fatal(err)
+	}
+	if v.tid, err = sts.TIDAt(sts.Base2014, at); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.m.EnterToken(at, v.credit(200)); err != nil {
+		t.Fatalf("token on the 2014 base after rollover: %v", err)
+	}
+	if c := r.m.Snapshot().Credit; c != 300 {
+		t.Fatalf("credit %d, want 300", c)
+	}
+}
