@@ -215,6 +215,9 @@ type Token struct {
 	VoucherSeq int64  // 0: none
 	Litres     int64
 	CreatedAt  time.Time
+	// DeliveredAt is when the meter acknowledged a voucher sent to it over
+	// the network; zero until then.
+	DeliveredAt time.Time
 }
 
 // Tokens stores issued tokens; uniqueness of (meter, TID), (meter, voucher
@@ -223,6 +226,9 @@ type Tokens interface {
 	Create(ctx context.Context, t Token) (Token, error)
 	ByPurchase(ctx context.Context, purchaseID int64) ([]Token, error)
 	ByMeter(ctx context.Context, meterID int64, limit int) ([]Token, error)
+	// MarkDelivered records a meter's acknowledgement of a voucher; it
+	// reports false when the voucher was delivered already (a duplicate ack).
+	MarkDelivered(ctx context.Context, meterID, voucherSeq int64, at time.Time) (bool, error)
 }
 
 // Posting is one line of a ledger entry (package ledger's Posting, stored).

@@ -25,6 +25,7 @@ import (
 const (
 	pan       = "600727000000000009" // the STS vectors' PAN A
 	cardMeter = "4700123"
+	amiMeter  = "5800001"
 	sgc       = "123457"
 )
 
@@ -92,7 +93,10 @@ func newEnv(t *testing.T, db *sqlstore.DB, float int64) *env {
 		if err != nil {
 			return err
 		}
-		_, err = tx.Meters().Create(ctx, store.Meter{Number: cardMeter, Kind: store.MeterCard, CustomerID: c2.ID, TariffCode: "DOM-2026"})
+		if _, err = tx.Meters().Create(ctx, store.Meter{Number: cardMeter, Kind: store.MeterCard, CustomerID: c2.ID, TariffCode: "DOM-2026"}); err != nil {
+			return err
+		}
+		_, err = tx.Meters().Create(ctx, store.Meter{Number: amiMeter, Kind: store.MeterAMI, CustomerID: c2.ID, TariffCode: "DOM-2026"})
 		return err
 	})
 	if err != nil {
@@ -400,6 +404,54 @@ func TestVoucherMeter(t *testing.T) {
 			t.Fatalf("voucher on another meter: %v", err)
 		}
 		_ = ed25519.PublicKey(nil)
+		checkLedger(t, db)
+	})
+}
+
+func TestReversalRules(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db, 1_000_000)
+		sup := Actor{OperatorID: e.cashier.OperatorID, Username: "supervisor"}
+		floatNow := func() int64 {
+			var f int64
+			db.Read(ctx, func(tx store.Tx) error { v, _ := tx.Vendors().ByID(ctx, e.vendor.ID); f = v.FloatCents; return nil })
+			return f
+		}
+		// STS tokens may already be typed in: no outright reversal.
+		sts, err := e.svc.Purchase(ctx, e.cashier, "s1", PurchaseRequest{Meter: pan, AmountCents: 30000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Reverse(ctx, sup, sts.Receipt.PurchaseID, ReversalRequest{Reason: "wrong meter"}); !errors.Is(err, ErrNotReversible) {
+			t.Fatalf("reversing printed tokens: %v", err)
+		}
+		before := floatNow()
+		rev, err := e.svc.Reverse(ctx, sup, sts.Receipt.PurchaseID, ReversalRequest{Reason: "wrong meter", Compensate: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if rev.Mode != "compensated" || rev.DebtRaised != int64(sts.Receipt.Breakdown.Water) || floatNow() != before+sts.Receipt.Paid {
+			t.Fatalf("compensation %+v, float %d -> %d", rev, before, floatNow())
+		}
+		if _, err := e.svc.Reverse(ctx, sup, sts.Receipt.PurchaseID, ReversalRequest{Reason: "again", Compensate: true}); !errors.Is(err, ErrNotReversible) {
+			t.Fatalf("reversing twice: %v", err)
+		}
+		// An AMI meter's undelivered vouchers never left the head-end.
+		ami, err := e.svc.Purchase(ctx, e.cashier, "a1", PurchaseRequest{Meter: amiMeter, AmountCents: 30000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		before = floatNow()
+		rev, err = e.svc.Reverse(ctx, sup, ami.Receipt.PurchaseID, ReversalRequest{Reason: "customer changed mind"})
+		if err != nil || rev.Mode != "reversed" || floatNow() != before+ami.Receipt.Paid {
+			t.Fatalf("AMI reversal %+v %v", rev, err)
+		}
+		// The month forgets it: the next purchase pays the fixed charge and gets free water again.
+		again, err := e.svc.Purchase(ctx, e.cashier, "a2", PurchaseRequest{Meter: amiMeter, AmountCents: 30000})
+		if err != nil || again.Receipt.FreeLitres != 6000 || again.Receipt.Breakdown.FixedTotal() == 0 {
+			t.Fatalf("after reversal: %+v %v", again.Receipt, err)
+		}
 		checkLedger(t, db)
 	})
 }

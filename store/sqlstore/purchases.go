@@ -72,16 +72,16 @@ func (r purchases) SetState(ctx context.Context, id int64, state string) error {
 
 type tokens struct{ *tx }
 
-const tokenCols = `id, meter_id, purchase_id, request_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at`
+const tokenCols = `id, meter_id, purchase_id, request_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at, delivered_at`
 
 func scanToken(scan func(...any) error) (store.Token, error) {
 	var t store.Token
-	var purchase, request, tid, seq sql.NullInt64
+	var purchase, request, tid, seq, delivered sql.NullInt64
 	var digits sql.NullString
 	var created int64
-	err := scan(&t.ID, &t.MeterID, &purchase, &request, &t.Ordinal, &t.Kind, &t.Class, &t.Subclass, &tid, &digits, &t.Voucher, &seq, &t.Litres, &created)
+	err := scan(&t.ID, &t.MeterID, &purchase, &request, &t.Ordinal, &t.Kind, &t.Class, &t.Subclass, &tid, &digits, &t.Voucher, &seq, &t.Litres, &created, &delivered)
 	t.PurchaseID, t.RequestID, t.TID, t.Digits, t.VoucherSeq = purchase.Int64, request.Int64, tid.Int64, digits.String, seq.Int64
-	t.CreatedAt = fromMicros(created)
+	t.CreatedAt, t.DeliveredAt = fromMicros(created), fromMicros(delivered.Int64)
 	return t, err
 }
 
@@ -109,6 +109,25 @@ func (r tokens) ByPurchase(ctx context.Context, purchaseID int64) ([]store.Token
 
 func (r tokens) ByMeter(ctx context.Context, meterID int64, limit int) ([]store.Token, error) {
 	return collect(r.tx, ctx, "tokens of meter", scanToken, `SELECT `+tokenCols+` FROM tokens WHERE meter_id = ? ORDER BY id DESC LIMIT ?`, meterID, limit)
+}
+
+func (r tokens) MarkDelivered(ctx context.Context, meterID, voucherSeq int64, at time.Time) (bool, error) {
+	res, err := r.exec(ctx, `UPDATE tokens SET delivered_at = ? WHERE meter_id = ? AND voucher_seq = ? AND delivered_at IS NULL`, micros(at), meterID, voucherSeq)
+	if err != nil {
+		return false, fmt.Errorf("voucher %d of meter %d: %w", voucherSeq, meterID, err)
+	}
+	n, _ := res.RowsAffected()
+	if n == 1 {
+		return true, nil
+	}
+	var exists int
+	if err := r.row(ctx, `SELECT COUNT(*) FROM tokens WHERE meter_id = ? AND voucher_seq = ?`, []any{meterID, voucherSeq}, &exists); err != nil {
+		return false, err
+	}
+	if exists == 0 {
+		return false, fmt.Errorf("voucher %d of meter %d: %w", voucherSeq, meterID, store.ErrNotFound)
+	}
+	return false, nil
 }
 
 // --- ledger

@@ -129,6 +129,8 @@ CREATE TABLE tokens (
 	voucher_seq BIGINT ,
 	litres      BIGINT  NOT NULL DEFAULT 0,
 	created_at  BIGINT  NOT NULL,
+	-- When the meter acknowledged a remote voucher (AMI downlink).
+	delivered_at BIGINT ,
 	UNIQUE (meter_id, tid),
 	UNIQUE (meter_id, voucher_seq),
 	UNIQUE (purchase_id, ordinal),

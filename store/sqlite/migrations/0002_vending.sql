@@ -129,6 +129,8 @@ CREATE TABLE tokens (
 	voucher_seq INTEGER,
 	litres      INTEGER NOT NULL DEFAULT 0,
 	created_at  INTEGER NOT NULL,
+	-- When the meter acknowledged a remote voucher (AMI downlink).
+	delivered_at INTEGER,
 	UNIQUE (meter_id, tid),
 	UNIQUE (meter_id, voucher_seq),
 	UNIQUE (purchase_id, ordinal),
