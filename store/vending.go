@@ -37,14 +37,14 @@ type Vendors interface {
 // SupplyGroup is an STS supply group: its vending key and the key revision
 // new tokens are made under.
 type SupplyGroup struct {
-	Code       string // 6 digits
-	Name       string
-	DKGA       string // "02" or "04"
-	EA         string // "07" or "11"
-	BaseDate   int
-	KRN        int
-	TI         int
-	CreatedAt  time.Time
+	Code      string // 6 digits
+	Name      string
+	DKGA      string // "02" or "04"
+	EA        string // "07" or "11"
+	BaseDate  int
+	KRN       int
+	TI        int
+	CreatedAt time.Time
 }
 
 // SupplyGroups is the supply-group aggregate.

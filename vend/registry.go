@@ -7,8 +7,8 @@ import (
 	"fmt"
 	"strconv"
 
-	"sluice/sts"
 	"sluice/store"
+	"sluice/sts"
 	"sluice/tariff"
 )
 
