@@ -76,3 +76,27 @@ func BenchmarkSignEd25519_256KiB(b *testing.B) {
 		mustSign(b, app, testKey(1), goldenOpts)
 	}
 }
+
+// FuzzParseSecrets: no key file panics the parser, every secret it returns
+// is long enough to search for, and Scan finds each one in an image made of
+// it.
+func FuzzParseSecrets(f *testing.F) {
+	f.Add([]byte("root: 00112233445566778899aabbccddeeff\n"))
+	f.Add([]byte(`{"k":"ABEiM0RVZneImaq7zN3u/w=="}`))
+	f.Add([]byte("-----BEGIN PRIVATE KEY-----\nMC4CAQAwBQYDK2VwBCIEIAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n-----END PRIVATE KEY-----\n"))
+	f.Add([]byte{0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15})
+	f.Fuzz(func(t *testing.T, data []byte) {
+		secrets, err := ParseSecrets("fuzz", data)
+		if err != nil {
+			return
+		}
+		for _, s := range secrets {
+			if len(s.Value) < MinSecretSize {
+				t.Fatalf("short secret %q", s.Name)
+			}
+			if len(Scan(append([]byte("xx"), s.Value...), []Secret{s})) == 0 {
+				t.Fatalf("secret %q not found in itself", s.Name)
+			}
+		}
+	})
+}
