@@ -17,9 +17,11 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 
 	"sluice/kdf"
 	"sluice/kms"
+	"sluice/voucher"
 )
 
 // Caps declares what a backend supports beyond the common contract, so the
@@ -47,6 +49,7 @@ func Run(t *testing.T, open func(t *testing.T) kms.KeyManager, caps Caps) {
 		{"ImportDKGA04", testImportDKGA04},
 		{"ImportDKGA02", testImportDKGA02},
 		{"Signer", testSigner},
+		{"Voucher", testVoucher},
 		{"Audit", testAudit},
 		{"Concurrent", testConcurrent},
 		{"Close", testClose},
@@ -341,6 +344,21 @@ func testSigner(t *testing.T, km kms.KeyManager, _ Caps) {
 	must(km.CreateKey(bg, "fw", kms.ECDSAP256))
 	_, err := kms.Signer(bg, km, kms.Ref("fw"))
 	wantErr(t, err, kms.ErrKind, "Signer over ECDSA")
+}
+
+// testVoucher: a voucher signed through the key manager opens at a meter
+// that holds only the public key.
+func testVoucher(t *testing.T, km kms.KeyManager, _ Caps) {
+	must(km.CreateKey(bg, "credit-signing", kms.Ed25519))
+	s := must(kms.Signer(bg, km, kms.Ref("credit-signing")))
+	now := time.Date(2026, 11, 25, 8, 0, 0, 0, time.UTC)
+	b := must(voucher.Sign(&voucher.Voucher{Kind: voucher.KindCredit, MeterID: 31234567890, Sequence: 1,
+		Issued: now, Expires: now.Add(24 * time.Hour), Unit: voucher.UnitLitres, Quantity: 6000}, s))
+	ring := voucher.Keyring{{Role: voucher.RoleCredit, Public: s.Public().(ed25519.PublicKey)}}
+	v, err := voucher.Open(b, ring, 31234567890, now)
+	if err != nil || v.Quantity != 6000 {
+		t.Fatalf("voucher signed by the key manager: %v", err)
+	}
 }
 
 type recorder struct {
