@@ -61,6 +61,7 @@ func ServeConn(ctx context.Context, conn net.Conn, c Card, atr []byte) error {
 	defer stop()
 	defer conn.Close()
 	for {
+		quickAck(conn)
 		msg, err := readMsg(conn)
 		if err != nil {
 			if ctx.Err() != nil {
