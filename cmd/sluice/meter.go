@@ -35,6 +35,7 @@ func cmdMeter(ctx context.Context, sio stdio, args []string) error {
 	seed := fs.Uint64("seed", 1, "fleet: random seed (runs are reproducible)")
 	leaks := fs.Float64("leaks", 0.05, "fleet: share of households with a leak")
 	tamper := fs.Float64("tamper", 0.01, "fleet: share of households tampering")
+	every := fs.Duration("every", 24*time.Hour, "fleet: print a summary line each time this much simulated time passes")
 	asJSON := fs.Bool("json", false, "fleet: print the final summary as JSON")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -57,7 +58,7 @@ func cmdMeter(ctx context.Context, sio stdio, args []string) error {
 	case *meters > 0:
 		return meterFleet(ctx, sio, sim.Config{Meters: *meters, FirstID: 1, Seed: *seed, Start: start, Step: *step,
 			Report: *report, Params: meter.DefaultParams(), LeakShare: *leaks, TamperShare: *tamper, InitialCredit: 3000},
-			start.Add(*runFor), *asJSON)
+			start.Add(*runFor), *every, *asJSON)
 	case *meters < 0:
 		return fmt.Errorf("--meters: %d is negative", *meters)
 	}
@@ -188,7 +189,7 @@ func meterInspect(sio stdio, path string) error {
 	return enc.Encode(out)
 }
 
-func meterFleet(ctx context.Context, sio stdio, cfg sim.Config, until time.Time, asJSON bool) error {
+func meterFleet(ctx context.Context, sio stdio, cfg sim.Config, until time.Time, every time.Duration, asJSON bool) error {
 	// The emulator's own vending point: a credit key made up for this run,
 	// which the fleet's meters trust. With the head-end, the keyring is the
 	// KMS's public credit key and purchases go through the vending API.
@@ -205,7 +206,7 @@ func meterFleet(ctx context.Context, sio stdio, cfg sim.Config, until time.Time,
 		cfg.Meters, time.Since(t0).Round(time.Millisecond), int(24*time.Hour/cfg.Step), cfg.Step)
 	steps, wall := 0, time.Now()
 	last := f.Summary()
-	err = f.Run(ctx, until, func(s sim.Summary) {
+	err = f.Run(ctx, until, every, func(s sim.Summary) {
 		steps = int(s.Time.Sub(cfg.Start) / cfg.Step)
 		rate := float64(steps) * float64(cfg.Meters) / time.Since(wall).Seconds()
 		fmt.Fprintf(sio.out, "%s  meters %d  valve closed %d  low credit %d  emergency %d  tampered %d  "+

@@ -121,19 +121,22 @@ type Fleet struct {
 
 // Stats are counters over the fleet's life.
 type Stats struct {
-	Readings, Events, TopUps, TopUpsFailed uint64
+	Readings     uint64 `json:"readings"`
+	Events       uint64 `json:"events"`
+	TopUps       uint64 `json:"top_ups"`
+	TopUpsFailed uint64 `json:"top_ups_failed"`
 }
 
 // Summary is the fleet's state at one moment.
 type Summary struct {
-	Time        time.Time
-	Meters      int
-	ValveClosed int
-	LowCredit   int
-	Emergency   int
-	Tampered    int
-	ForwardL    uint64 // litres through all meters
-	CreditL     int64  // credit held by all meters
+	Time        time.Time `json:"time"`
+	Meters      int       `json:"meters"`
+	ValveClosed int       `json:"valve_closed"`
+	LowCredit   int       `json:"low_credit"`
+	Emergency   int       `json:"emergency"`
+	Tampered    int       `json:"tampered"`
+	ForwardL    uint64    `json:"forward_litres"` // litres through all meters
+	CreditL     int64     `json:"credit_litres"`  // credit held by all meters
 	Stats
 }
 
@@ -492,19 +495,22 @@ func (c *Counter) Receipt(r meter.Receipt) error {
 	return nil
 }
 
-// Run steps the fleet until simulated time until, calling progress after
-// every step that ends a simulated day (and after the last step). It
-// returns early, with ctx's error, when ctx ends.
-func (f *Fleet) Run(ctx context.Context, until time.Time, progress func(Summary)) error {
+// Run steps the fleet until simulated time until, calling progress each
+// time the simulated clock passes a multiple of every (a day, an hour) and
+// after the last step. It returns early, with ctx's error, when ctx ends.
+func (f *Fleet) Run(ctx context.Context, until time.Time, every time.Duration, progress func(Summary)) error {
+	if every <= 0 {
+		every = 24 * time.Hour
+	}
 	for f.now.Before(until) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		day := f.now.YearDay()
+		mark := f.now.Truncate(every)
 		if err := f.Step(); err != nil {
 			return err
 		}
-		if progress != nil && (f.now.YearDay() != day || !f.now.Before(until)) {
+		if progress != nil && (!f.now.Truncate(every).Equal(mark) || !f.now.Before(until)) {
 			progress(f.Summary())
 		}
 	}

@@ -180,7 +180,7 @@ func BenchmarkStep(b *testing.B) {
 func TestRunStopsAndReports(t *testing.T) {
 	f, _ := testFleet(t, 100, 1, &Counter{})
 	var days []Summary
-	if err := f.Run(context.Background(), start.Add(72*time.Hour), func(s Summary) { days = append(days, s) }); err != nil {
+	if err := f.Run(context.Background(), start.Add(72*time.Hour), 24*time.Hour, func(s Summary) { days = append(days, s) }); err != nil {
 		t.Fatal(err)
 	}
 	if len(days) != 3 || !days[2].Time.Equal(start.Add(72*time.Hour)) {
@@ -188,7 +188,7 @@ func TestRunStopsAndReports(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := f.Run(ctx, start.Add(96*time.Hour), nil); !errors.Is(err, context.Canceled) {
+	if err := f.Run(ctx, start.Add(96*time.Hour), time.Hour, nil); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled run: %v", err)
 	}
 }
