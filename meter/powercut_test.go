@@ -66,6 +66,18 @@ var cutCases = []cutCase{
 		r.load(t0, r.creditVoucher(1500))
 		return func(m *Meter) error { return m.Tick(t0, 1600, 7) }, false, nil
 	}},
+	{"engineering voucher (set parameter)", func(t *testing.T, r *rig, v *vend) (func(*Meter) error, bool, func(*testing.T, *Meter)) {
+		b := r.sign(voucher.Voucher{Kind: voucher.KindSetParameter, Param: ParamLowCredit, Value: 4321})
+		return func(m *Meter) error { _, err := m.LoadVoucher(t0, b, FromCard); return err }, true,
+			func(t *testing.T, m *Meter) {
+				if p := m.Params(); p.LowCredit != 4321 {
+					t.Fatalf("low credit %d after the voucher", p.LowCredit)
+				}
+			}
+	}},
+	{"emergency credit request", func(t *testing.T, r *rig, v *vend) (func(*Meter) error, bool, func(*testing.T, *Meter)) {
+		return func(m *Meter) error { _, err := m.RequestEmergency(t0); return err }, true, nil
+	}},
 	{"tamper", func(t *testing.T, r *rig, v *vend) (func(*Meter) error, bool, func(*testing.T, *Meter)) {
 		return func(m *Meter) error { return m.Sense(t0, TamperMagnet|TamperCover) }, true, nil
 	}},
