@@ -59,6 +59,9 @@ func (v *Verifier) VerifySlot(b []byte) (*Image, error) {
 // SHA256 TLV, the KEYHASH must name a trusted key, and the signature must
 // verify under that key over the recomputed digest.
 func (v *Verifier) Check(im *Image) error {
+	if im == nil || im.raw == nil {
+		return fmt.Errorf("firmware: %w: image not produced by Parse", ErrTruncated)
+	}
 	digest := sha256.Sum256(im.SignedBytes())
 	if subtle.ConstantTimeCompare(digest[:], im.Hash[:]) != 1 {
 		return fmt.Errorf("firmware: %w: SHA256 TLV %x, computed %x over %d bytes", ErrHashMismatch, im.Hash[:8], digest[:8], len(im.SignedBytes()))
