@@ -23,6 +23,8 @@ type issuer struct {
 	pan   sts.PAN
 	coder *sts.Coder // under the meter's current key
 	rows  []store.Token
+	// bases are the STS base date each row's TID counts from.
+	bases []int
 	// issued is what the receipt shows, in order.
 	issued []IssuedToken
 }
@@ -169,6 +171,7 @@ func (iss *issuer) voucher(ctx context.Context, kind, label string, v *voucher.V
 func (iss *issuer) add(row store.Token, shown IssuedToken) {
 	row.MeterID, row.Ordinal, row.CreatedAt = iss.m.ID, len(iss.rows), iss.now
 	iss.rows = append(iss.rows, row)
+	iss.bases = append(iss.bases, iss.m.BaseDate)
 	iss.issued = append(iss.issued, shown)
 }
 
@@ -197,8 +200,11 @@ func (iss *issuer) commitRequest(ctx context.Context, requestID int64) error {
 // ledgerTokens lists what was delivered, for the ledger's invariants.
 func (iss *issuer) ledgerTokens() []ledger.Token {
 	var out []ledger.Token
-	for _, r := range iss.rows {
+	for i, r := range iss.rows {
 		t := ledger.Token{Meter: iss.m.Number, TID: uint32(r.TID), Seq: uint64(r.VoucherSeq)}
+		if r.TID != 0 {
+			t.Base = uint16(iss.bases[i])
+		}
 		switch r.Kind {
 		case store.TokenKeyChange:
 			t.Purpose = ledger.PurposeKeyChange
