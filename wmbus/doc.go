@@ -11,6 +11,7 @@
 //	ELL  CI 8C..8F  CC ACC [M A] [SN CRC]   extended link layer; with SN, AES-128-CTR
 //	AFL  CI 90      FCL MCL [KI] MCR MAC    authentication layer of security mode 7
 //	TPL  CI 7A/72/78 ACC STS CF [CFE]       transport layer: security mode 0, 5 or 7
+//	     CI 79  signature CRC data          compact frame: records rebuilt from a known format
 //	APL  DIF [DIFE] VIF [VIFE] data ...     data records
 //
 // # Security choices

@@ -89,6 +89,9 @@ type Record struct {
 // Records is the decoded application layer.
 type Records struct {
 	List []Record
+	// Format is the DIF/VIF bytes of List in order: what a meter's compact
+	// frames (CI 79) leave out, identified by FormatSignature(Format).
+	Format Hex
 	// Mfct is the manufacturer-specific data after a DIF 0F or 1F.
 	Mfct Hex
 	// More is set by DIF 1F: more records follow in the next telegram.
@@ -104,75 +107,22 @@ func ParseRecords(p []byte) (Records, error) {
 	var out Records
 	for i := 0; i < len(p); {
 		start := i
-		dif := p[i]
-		i++
-		switch dif {
+		switch dif := p[i]; dif {
 		case 0x2F:
+			i++
 			continue
 		case 0x0F, 0x1F:
-			out.Mfct = p[i:]
+			out.Mfct = p[i+1:]
 			out.More = dif == 0x1F
 			return out, nil
 		}
-		if dif&0x0F == 0x0F {
-			return out, fmt.Errorf("%w: DIF %02X at offset %d: special function not allowed in a response", ErrRecord, dif, start)
+		r, plain, next, err := parseHeader(p, i)
+		if err != nil {
+			return out, err
 		}
-		r := Record{
-			DIF:      dif,
-			Function: Function(dif >> 4 & 3),
-			Storage:  uint64(dif >> 6 & 1),
-		}
-		ext := dif&0x80 != 0
-		for n := 0; ext; n++ {
-			if n == maxExtensions {
-				return out, fmt.Errorf("%w: more than %d DIFE at offset %d", ErrRecord, maxExtensions, start)
-			}
-			if i >= len(p) {
-				return out, fmt.Errorf("%w: DIFE at offset %d: %w", ErrRecord, i, ErrShort)
-			}
-			e := p[i]
-			i++
-			r.DIFE = append(r.DIFE, e)
-			r.Storage |= uint64(e&0x0F) << (1 + 4*n)
-			r.Tariff |= uint32(e>>4&3) << (2 * n)
-			r.Subunit |= uint32(e>>6&1) << n
-			ext = e&0x80 != 0
-		}
-		if i >= len(p) {
-			return out, fmt.Errorf("%w: VIF at offset %d: %w", ErrRecord, i, ErrShort)
-		}
-		r.VIF = p[i]
-		i++
-		ext = r.VIF&0x80 != 0
-		var plain []byte
-		switch r.VIF & 0x7F {
-		case 0x7C: // plain-text VIF: a length byte and the unit in ASCII, reversed
-			if i >= len(p) || i+1+int(p[i]) > len(p) {
-				return out, fmt.Errorf("%w: plain-text VIF at offset %d: %w", ErrRecord, i, ErrShort)
-			}
-			plain = p[i+1 : i+1+int(p[i])]
-			i += 1 + int(p[i])
-		}
-		if r.VIF == 0xFB || r.VIF == 0xFD {
-			if i >= len(p) {
-				return out, fmt.Errorf("%w: VIF extension at offset %d: %w", ErrRecord, i, ErrShort)
-			}
-			r.VIFExt = p[i]
-			ext = p[i]&0x80 != 0
-			i++
-		}
-		for n := 0; ext; n++ {
-			if n == maxExtensions {
-				return out, fmt.Errorf("%w: more than %d VIFE at offset %d", ErrRecord, maxExtensions, start)
-			}
-			if i >= len(p) {
-				return out, fmt.Errorf("%w: VIFE at offset %d: %w", ErrRecord, i, ErrShort)
-			}
-			r.VIFE = append(r.VIFE, p[i])
-			ext = p[i]&0x80 != 0
-			i++
-		}
-		n, err := dataLength(dif, p, &i)
+		i = next
+		out.Format = append(out.Format, p[start:i]...)
+		n, err := dataLength(r.DIF, p, &i)
 		if err != nil {
 			return out, fmt.Errorf("%w: record at offset %d: %w", ErrRecord, start, err)
 		}
@@ -187,6 +137,101 @@ func ParseRecords(p []byte) (Records, error) {
 		out.List = append(out.List, r)
 	}
 	return out, nil
+}
+
+// parseHeader reads the DIF, DIFEs, VIF and VIFEs of the record at p[i]
+// and returns the offset of its data (or of its LVAR byte).
+func parseHeader(p []byte, i int) (r Record, plain []byte, next int, err error) {
+	start := i
+	dif := p[i]
+	i++
+	if dif&0x0F == 0x0F {
+		return r, nil, 0, fmt.Errorf("%w: DIF %02X at offset %d: special function not allowed here", ErrRecord, dif, start)
+	}
+	r = Record{
+		DIF:      dif,
+		Function: Function(dif >> 4 & 3),
+		Storage:  uint64(dif >> 6 & 1),
+	}
+	ext := dif&0x80 != 0
+	for n := 0; ext; n++ {
+		if n == maxExtensions {
+			return r, nil, 0, fmt.Errorf("%w: more than %d DIFE at offset %d", ErrRecord, maxExtensions, start)
+		}
+		if i >= len(p) {
+			return r, nil, 0, fmt.Errorf("%w: DIFE at offset %d: %w", ErrRecord, i, ErrShort)
+		}
+		e := p[i]
+		i++
+		r.DIFE = append(r.DIFE, e)
+		r.Storage |= uint64(e&0x0F) << (1 + 4*n)
+		r.Tariff |= uint32(e>>4&3) << (2 * n)
+		r.Subunit |= uint32(e>>6&1) << n
+		ext = e&0x80 != 0
+	}
+	if i >= len(p) {
+		return r, nil, 0, fmt.Errorf("%w: VIF at offset %d: %w", ErrRecord, i, ErrShort)
+	}
+	r.VIF = p[i]
+	i++
+	ext = r.VIF&0x80 != 0
+	if r.VIF&0x7F == 0x7C { // plain-text VIF: a length byte and the unit in ASCII, reversed
+		if i >= len(p) || i+1+int(p[i]) > len(p) {
+			return r, nil, 0, fmt.Errorf("%w: plain-text VIF at offset %d: %w", ErrRecord, i, ErrShort)
+		}
+		plain = p[i+1 : i+1+int(p[i])]
+		i += 1 + int(p[i])
+	}
+	if r.VIF == 0xFB || r.VIF == 0xFD {
+		if i >= len(p) {
+			return r, nil, 0, fmt.Errorf("%w: VIF extension at offset %d: %w", ErrRecord, i, ErrShort)
+		}
+		r.VIFExt = p[i]
+		ext = p[i]&0x80 != 0
+		i++
+	}
+	for n := 0; ext; n++ {
+		if n == maxExtensions {
+			return r, nil, 0, fmt.Errorf("%w: more than %d VIFE at offset %d", ErrRecord, maxExtensions, start)
+		}
+		if i >= len(p) {
+			return r, nil, 0, fmt.Errorf("%w: VIFE at offset %d: %w", ErrRecord, i, ErrShort)
+		}
+		r.VIFE = append(r.VIFE, p[i])
+		ext = p[i]&0x80 != 0
+		i++
+	}
+	return r, plain, i, nil
+}
+
+// expandCompact rebuilds the full record list of a compact frame (CI 79)
+// from its format (the DIF/VIF bytes of a full frame) and its data bytes,
+// interleaving each header with its share of the data.
+func expandCompact(format, data []byte) ([]byte, error) {
+	full := make([]byte, 0, len(format)+len(data))
+	j := 0
+	for i := 0; i < len(format); {
+		r, _, next, err := parseHeader(format, i)
+		if err != nil {
+			return nil, fmt.Errorf("compact format: %w", err)
+		}
+		full = append(full, format[i:next]...)
+		i = next
+		start := j
+		n, err := dataLength(r.DIF, data, &j)
+		if err != nil {
+			return nil, fmt.Errorf("%w: compact data at offset %d: %w", ErrRecord, start, err)
+		}
+		if j+n > len(data) {
+			return nil, fmt.Errorf("%w: compact data at offset %d (%d bytes): %w", ErrRecord, start, n, ErrShort)
+		}
+		full = append(full, data[start:j+n]...)
+		j += n
+	}
+	if j != len(data) {
+		return nil, fmt.Errorf("%w: %d compact data bytes beyond the format", ErrRecord, len(data)-j)
+	}
+	return full, nil
 }
 
 // lvar marks the variable-length data field (DIF data field D); its real

@@ -75,6 +75,9 @@ type Telegram struct {
 	// Mfct holds manufacturer-specific data after DIF 0F/1F.
 	Mfct Hex  `json:"mfct,omitempty"`
 	More bool `json:"more,omitempty"`
+	// Format is the DIF/VIF bytes of Records: a caller that keeps it under
+	// FormatSignature(Format) can expand this meter's compact frames.
+	Format Hex `json:"format,omitempty"`
 	// DefaultKey names the published manufacturer default key the telegram
 	// was decrypted with, empty when the key is not a known default. A
 	// meter with a default key has no confidentiality or authenticity.
@@ -117,6 +120,12 @@ func DecodeHex(s string, key []byte) (*Telegram, error) {
 // format A (see StripCRC); key may be nil for unencrypted telegrams. The
 // input is not modified.
 func Decode(frame []byte, key []byte) (*Telegram, error) {
+	return DecodeWith(frame, key, Options{})
+}
+
+// DecodeWith is Decode with options, for compact frames whose formats the
+// caller learned from full frames.
+func DecodeWith(frame []byte, key []byte, opt Options) (*Telegram, error) {
 	if key != nil && len(key) != KeySize {
 		return nil, fmt.Errorf("wmbus: key is %d bytes, want %d: %w", len(key), KeySize, ErrBadKey)
 	}
@@ -131,7 +140,7 @@ func Decode(frame []byte, key []byte) (*Telegram, error) {
 	}
 	t := &Telegram{L: b[0], C: b[1], Link: newAddress(b[2:4], b[4:10])}
 	t.Meter = t.Link
-	d := decoder{t: t, key: key, b: b}
+	d := decoder{t: t, key: key, b: b, opt: opt}
 	if err := d.layers(10); err != nil {
 		return nil, err
 	}
@@ -145,6 +154,7 @@ type decoder struct {
 	t   *Telegram
 	key []byte
 	b   []byte
+	opt Options
 }
 
 // layers walks the CI fields from offset i: ELL, then AFL, then TPL.
@@ -169,7 +179,8 @@ func (d *decoder) layers(i int) error {
 		case ci == 0x7A || ci == 0x72 || ci == 0x78:
 			return d.tpl(i)
 		case ci == 0x79:
-			return fmt.Errorf("wmbus: compact frame (CI 79) needs the format of an earlier full frame: %w", ErrUnsupported)
+			d.t.TPL = &TPL{CI: ci}
+			return d.compact(d.b[i+1:])
 		case ci >= 0xA0 && ci <= 0xB7:
 			return fmt.Errorf("wmbus: manufacturer-specific CI %02X: %w", ci, ErrUnsupported)
 		default:
@@ -481,7 +492,7 @@ func (d *decoder) apl(p []byte) error {
 	if err != nil {
 		return fmt.Errorf("wmbus: application layer: %w", err)
 	}
-	d.t.Records, d.t.Mfct, d.t.More = rs.List, rs.Mfct, rs.More
+	d.t.Records, d.t.Mfct, d.t.More, d.t.Format = rs.List, rs.Mfct, rs.More, rs.Format
 	return nil
 }
 
