@@ -320,6 +320,14 @@ func (f *Fleet) effects(h *household, id uint64, eff meter.Effect, fwd uint32) {
 		if h.buying == 0 {
 			h.buying = 1
 		}
+		// Half the customers left without water press *2 for emergency
+		// credit, which the meter grants once until the next purchase.
+		if h.core.Status&meter.ClosedCredit != 0 && h.next()&1 == 0 {
+			if ok, e := h.core.RequestEmergency(&f.cfg.Params, f.now); ok {
+				f.event(h, id, meter.EvEmergency, f.cfg.Params.EmergencyCredit)
+				f.effects(h, id, e, 0)
+			}
+		}
 	}
 	if eff&meter.EffValveOpened != 0 {
 		f.event(h, id, meter.EvValveOpened, 0)

@@ -192,3 +192,33 @@ func TestRunStopsAndReports(t *testing.T) {
 		t.Fatalf("cancelled run: %v", err)
 	}
 }
+
+// TestFleetWithoutVending: when nobody can buy credit, meters run out,
+// half the customers take emergency credit, and on a Monday morning (no
+// friendly period) every valve is closed and stays closed: friendly
+// periods keep a valve open but never reopen one.
+func TestFleetWithoutVending(t *testing.T) {
+	up := &Counter{}
+	f, err := New(Config{Meters: 400, FirstID: 1, Seed: 3, Start: start, Step: time.Hour, Report: time.Hour,
+		Params: meter.DefaultParams(), InitialCredit: 1500}, up, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Run(context.Background(), start.Add(21*24*time.Hour+10*time.Hour), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	s := f.Summary()
+	if s.ValveClosed != s.Meters || s.TopUps != 0 {
+		t.Fatalf("summary %+v", s)
+	}
+	if n := up.Events[meter.EvEmergency]; n < 100 || n > 300 {
+		t.Errorf("%d of 400 customers took emergency credit, want about half", n)
+	}
+	before := s.ForwardL
+	if err := f.Run(context.Background(), start.Add(22*24*time.Hour+10*time.Hour), 0, nil); err != nil {
+		t.Fatal(err)
+	}
+	if after := f.Summary().ForwardL; after != before {
+		t.Errorf("%d L flowed through closed valves", after-before)
+	}
+}
