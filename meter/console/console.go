@@ -50,6 +50,9 @@ type Demo struct {
 	Base   sts.BaseDate
 	Credit ed25519.PrivateKey
 	Manage ed25519.PrivateKey
+	// CardKey is the meter's card key, which the vending office (through
+	// its KMS) knows in order to issue cards bound to the meter.
+	CardKey []byte
 	// LastTID and Seq continue where the meter's memory is: the TID of the
 	// last token minted and the last voucher sequence number used.
 	LastTID uint32
@@ -81,12 +84,14 @@ Plumbing and sensors:
   wait DURATION          let time pass (e.g. 30m, 8h), then settle the valve
 Upstream:
   voucher HEX            a remote top-up or engineering voucher
+  card FILE              insert the emulated card kept in FILE (JSON image, as sluice card emulate keeps it)
   status | events        the meter's state and event log
   dump                   the flash image as a readout would see it (hex)
   power                  cut the power and boot again
 Demo vending point (not part of a meter):
   vend LITRES            mint an STS water token for this meter
   topup LITRES           sign a credit voucher and deliver it remotely
+  sellcard FILE LITRES   put a credit voucher on the card in FILE (issuing a new card if FILE is missing)
   quit`
 
 // Run reads commands from in until "quit", end of input or ctx ends.
@@ -174,6 +179,27 @@ func (b *Bench) Exec(line string, out io.Writer) (quit bool, err error) {
 			return false, fmt.Errorf("voucher: not hex: %v", herr)
 		}
 		b.deliver(out, now, v)
+	case cmd == "card":
+		if len(f) != 2 {
+			return false, errors.New("card: want the card image file")
+		}
+		if err := b.insert(out, now, f[1]); err != nil {
+			return false, err
+		}
+	case cmd == "sellcard":
+		if b.Demo == nil {
+			return false, errors.New("no demo vending point on this bench")
+		}
+		if len(f) != 3 {
+			return false, errors.New("sellcard: want FILE LITRES")
+		}
+		l, perr := strconv.ParseUint(f[2], 10, 32)
+		if perr != nil || l == 0 {
+			return false, fmt.Errorf("sellcard: %q is not a positive number of litres", f[2])
+		}
+		if err := b.sellCard(out, now, f[1], uint32(l)); err != nil {
+			return false, err
+		}
 	case cmd == "status":
 		sn := m.Snapshot()
 		fmt.Fprintf(out, "meter %d at %s\ncredit %d %s, forward %d L, reverse %d L, loaded %d %s\n%s\n",

@@ -112,3 +112,36 @@ func TestRunAndPersist(t *testing.T) {
 		t.Fatalf("after reload: %q", out)
 	}
 }
+
+// counterRand is a deterministic random source for the card sessions.
+type counterRand struct{ n byte }
+
+func (r *counterRand) Read(p []byte) (int, error) {
+	for i := range p {
+		r.n++
+		p[i] = r.n * 37
+	}
+	return len(p), nil
+}
+
+func TestBenchCard(t *testing.T) {
+	b := newBench(t)
+	b.Deps.Rand = &counterRand{}
+	if err := b.Boot(); err != nil {
+		t.Fatal(err)
+	}
+	path := t.TempDir() + "/card.json"
+	if out := exec(t, b, "sellcard "+path+" 1500"); !strings.Contains(out, "issued card") || !strings.Contains(out, "voucher 1 for 1500 L") {
+		t.Fatalf("sellcard: %q", out)
+	}
+	exec(t, b, "sellcard "+path+" 500")
+	if out := exec(t, b, "card "+path); !strings.Contains(out, "voucher 2: loaded, +500, credit 2000") {
+		t.Fatalf("card: %q", out)
+	}
+	if out := exec(t, b, "card "+path); !strings.Contains(out, "nothing to load") {
+		t.Fatalf("card again: %q", out)
+	}
+	if sn := b.Meter().Snapshot(); sn.Credit != 2000 {
+		t.Fatalf("credit %d", sn.Credit)
+	}
+}

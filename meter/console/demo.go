@@ -70,5 +70,5 @@ func demoKeys(id uint64) (*Demo, meter.Provision, error) {
 	prov := meter.Provision{ID: id, Params: meter.DefaultParams(), Keys: keys,
 		STS: &sts.DecoderConfig{EA: sts.EA11, Key: dk, ID: kid, KEN: 255, Base: sts.Base2014,
 			CreditSubclasses: 1<<sts.SubWater | 1<<sts.SubWaterCurrency}}
-	return &Demo{Coder: coder, Base: sts.Base2014, Credit: credit, Manage: manage}, prov, nil
+	return &Demo{Coder: coder, Base: sts.Base2014, Credit: credit, Manage: manage, CardKey: keys.MeterKey[:]}, prov, nil
 }
