@@ -24,7 +24,7 @@ func BenchmarkOpen(b *testing.B) {
 }
 
 // BenchmarkReadVouchers measures one CommMode.Full read of a full vouchers
-// file (8 slots, 880 bytes) over short APDUs with 61xx chaining.
+// file (8 slots, 881 bytes) over short APDUs with 61xx chaining.
 func BenchmarkReadVouchers(b *testing.B) {
 	w := cardtest.NewWorld(42)
 	c := w.BlankCard(b, uid1, 1)
