@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"crypto/ed25519"
 	"errors"
 	"fmt"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"time"
 
 	"sluice/sts"
+	"sluice/voucher"
 )
 
 // TokenKind is what an accepted STS token did.
@@ -67,13 +69,20 @@ func Format(st Storage, p Provision) error {
 		return err
 	}
 	if _, err := j.load(); !errors.Is(err, ErrBlank) {
-		return ErrProvisioned
+		// Corrupt storage is refused too: a meter that lost its state
+		// goes back to the factory, not to whoever holds a formatter.
+		return fmt.Errorf("%w (%v)", ErrProvisioned, err)
 	}
 	if p.ID == 0 {
 		return errors.New("meter: provision id: zero")
 	}
 	if len(p.Keys.Trusted) > MaxTrusted {
 		return fmt.Errorf("meter: provision keys: more than %d trusted keys", MaxTrusted)
+	}
+	for i, k := range p.Keys.Trusted {
+		if len(k.Public) != ed25519.PublicKeySize || (k.Role != voucher.RoleCredit && k.Role != voucher.RoleManagement) {
+			return fmt.Errorf("meter: provision keys: trusted key %d: %d bytes, role %v", i, len(k.Public), k.Role)
+		}
 	}
 	if err := p.Params.validate(); err != nil {
 		return err

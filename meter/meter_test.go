@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"sluice/voucher"
 )
 
 func TestFormat(t *testing.T) {
@@ -17,6 +19,8 @@ func TestFormat(t *testing.T) {
 		{ID: 1, Params: func() Params { p := DefaultParams(); p.Unit = Minor; return p }()}, // no price
 		{ID: 1, Params: func() Params { p := DefaultParams(); p.NightEnd = 24 * 60; return p }()},
 		{ID: 1, Params: func() Params { p := DefaultParams(); p.EmergencyCredit = -1; return p }()},
+		{ID: 1, Params: DefaultParams(), Keys: Keys{Trusted: voucher.Keyring{{Role: voucher.RoleCredit, Public: make([]byte, 31)}}}},
+		{ID: 1, Params: DefaultParams(), Keys: Keys{Trusted: voucher.Keyring{{Role: 7, Public: make([]byte, 32)}}}},
 	}
 	for i, p := range bad {
 		if err := Format(ee, p); err == nil {
