@@ -76,6 +76,7 @@ var (
 	ErrTooLarge     = errors.New("image larger than the slot")
 	ErrNoBootable   = errors.New("no bootable image")
 	ErrVerifyFailed = errors.New("written image does not verify")
+	ErrTrial        = errors.New("the running image is on trial: confirm it or reboot to revert first")
 )
 
 // State is the persistent boot state.
@@ -83,14 +84,18 @@ type State struct {
 	Seq             uint32 // increases with every record written
 	Active          Area   // slot that runs
 	Pending         Area   // slot to try at next boot, or NoSlot
+	PendingTrial    bool   // the pending image is to run on trial (InstallTrial)
+	Trial           bool   // the active image runs on trial: not confirmed yet
 	SecurityCounter uint32 // lowest counter an image may carry
 }
 
 // Booted is the outcome of Boot.
 type Booted struct {
-	Slot    Area
-	Image   *firmware.Image // verified
-	Updated bool            // a pending image was activated by this boot
+	Slot     Area
+	Image    *firmware.Image // verified
+	Updated  bool            // a pending image was activated by this boot
+	Trial    bool            // the image runs on trial: Confirm it after a self-test
+	Reverted bool            // an unconfirmed trial image was abandoned for the previous one
 }
 
 // Loader runs the boot logic over a flash with a firmware verifier.
@@ -152,8 +157,17 @@ func (l *Loader) setState(st State) (State, error) {
 
 // Install verifies image, writes it into the inactive slot, reads it back,
 // verifies it again and marks it pending. It refuses an image whose counter
-// is lower than the stored one before writing anything.
-func (l *Loader) Install(image []byte) (*firmware.Image, error) {
+// is lower than the stored one before writing anything. The next Boot
+// makes it the active image for good and raises the stored counter.
+func (l *Loader) Install(image []byte) (*firmware.Image, error) { return l.install(image, false) }
+
+// InstallTrial is Install for an image that must prove itself: the next
+// Boot runs it on trial, without raising the stored counter; the firmware
+// calls Confirm once its self-test passes, and any boot before that reverts
+// to the previous image (as MCUboot's "test" upgrade does).
+func (l *Loader) InstallTrial(image []byte) (*firmware.Image, error) { return l.install(image, true) }
+
+func (l *Loader) install(image []byte, trial bool) (*firmware.Image, error) {
 	im, err := l.verifier.Verify(image)
 	if err != nil {
 		return nil, fmt.Errorf("boot: install: %w", err)
@@ -165,13 +179,17 @@ func (l *Loader) Install(image []byte) (*firmware.Image, error) {
 	if im.SecurityCounter < st.SecurityCounter {
 		return nil, fmt.Errorf("boot: install: %w: image %d, stored %d", ErrDowngrade, im.SecurityCounter, st.SecurityCounter)
 	}
+	if st.Trial {
+		// The inactive slot holds the image a revert goes back to.
+		return nil, fmt.Errorf("boot: install: %w", ErrTrial)
+	}
 	target := other(st.Active)
 	if len(image) > l.flash.Size(target) {
 		return nil, fmt.Errorf("boot: install: %w: %d bytes, slot %v holds %d", ErrTooLarge, len(image), target, l.flash.Size(target))
 	}
 	if st.Pending != NoSlot {
 		// Withdraw the old pending mark before its slot is erased.
-		st.Pending = NoSlot
+		st.Pending, st.PendingTrial = NoSlot, false
 		if st, err = l.setState(st); err != nil {
 			return nil, err
 		}
@@ -189,33 +207,65 @@ func (l *Loader) Install(image []byte) (*firmware.Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("boot: install: %w: %w", ErrVerifyFailed, err)
 	}
-	st.Pending = target
+	st.Pending, st.PendingTrial = target, trial
 	if _, err := l.setState(st); err != nil {
 		return nil, err
 	}
 	return written, nil
 }
 
-// Boot decides which slot runs: the pending image if it verifies and is
-// not a downgrade (it then becomes active and raises the stored counter),
-// else the active image, else the other slot under the same conditions.
-// It returns ErrNoBootable rather than run an unverified or older image.
+// Confirm ends the trial of the running image: it becomes the active image
+// for good and the stored counter rises to its counter. Without a trial
+// running it does nothing.
+func (l *Loader) Confirm() error {
+	st, err := l.State()
+	if err != nil || !st.Trial {
+		return err
+	}
+	im, err := l.verifySlot(st.Active, st.SecurityCounter)
+	if err != nil {
+		return fmt.Errorf("boot: confirm: %w", err)
+	}
+	_, err = l.setState(State{Active: st.Active, Pending: NoSlot, SecurityCounter: max(st.SecurityCounter, im.SecurityCounter)})
+	return err
+}
+
+// Boot decides which slot runs: after an unconfirmed trial, the previous
+// image; else the pending image if it verifies and is not a downgrade (it
+// becomes active and, unless on trial, raises the stored counter); else the
+// active image; else the other slot under the same conditions. It returns
+// ErrNoBootable rather than run an unverified or older image.
 func (l *Loader) Boot() (Booted, error) {
 	st, err := l.State()
 	if err != nil {
 		return Booted{}, err
 	}
+	if st.Trial {
+		// The trial image was booted and not confirmed: it crashed or
+		// failed its self-test. Go back to the image before it.
+		prev := other(st.Active)
+		if im, err := l.verifySlot(prev, st.SecurityCounter); err == nil {
+			if _, err := l.setState(State{Active: prev, Pending: NoSlot, SecurityCounter: st.SecurityCounter}); err != nil {
+				return Booted{}, err
+			}
+			return Booted{Slot: prev, Image: im, Reverted: true}, nil
+		}
+		// Nothing to go back to: the trial image stays, still on trial.
+	}
 	if p := st.Pending; p != NoSlot {
 		im, err := l.verifySlot(p, st.SecurityCounter)
 		if err == nil {
-			next := State{Active: p, Pending: NoSlot, SecurityCounter: max(st.SecurityCounter, im.SecurityCounter)}
+			next := State{Active: p, Pending: NoSlot, Trial: st.PendingTrial, SecurityCounter: st.SecurityCounter}
+			if !st.PendingTrial {
+				next.SecurityCounter = max(st.SecurityCounter, im.SecurityCounter)
+			}
 			if _, err := l.setState(next); err != nil {
 				return Booted{}, err
 			}
-			return Booted{Slot: p, Image: im, Updated: true}, nil
+			return Booted{Slot: p, Image: im, Updated: true, Trial: next.Trial}, nil
 		}
 		// A pending image that fails now is dropped, never retried.
-		st.Pending = NoSlot
+		st.Pending, st.PendingTrial = NoSlot, false
 		if st, err = l.setState(st); err != nil {
 			return Booted{}, err
 		}
@@ -224,6 +274,9 @@ func (l *Loader) Boot() (Booted, error) {
 		im, err := l.verifySlot(s, st.SecurityCounter)
 		if err != nil {
 			continue
+		}
+		if s == st.Active && st.Trial {
+			return Booted{Slot: s, Image: im, Trial: true}, nil
 		}
 		if s != st.Active || im.SecurityCounter > st.SecurityCounter {
 			next := State{Active: s, Pending: NoSlot, SecurityCounter: max(st.SecurityCounter, im.SecurityCounter)}
@@ -265,12 +318,18 @@ func other(s Area) Area {
 //	4  4  sequence number
 //	8  1  active slot (0 = A, 1 = B)
 //	9  1  pending slot (0, 1, or 0xff = none)
-//	10 2  reserved, zero
+//	10 1  flags: bit 0 pending image on trial, bit 1 active image on trial
+//	11 1  reserved, zero
 //	12 4  security counter
 //	16 4  CRC-32 (IEEE) of bytes 0..15
 const recordSize = 20
 
 var recordMagic = [4]byte{'S', 'L', 'B', 'S'}
+
+const (
+	flagPendingTrial = 1 << 0
+	flagTrial        = 1 << 1
+)
 
 func encodeRecord(st State) []byte {
 	le := binary.LittleEndian
@@ -278,6 +337,12 @@ func encodeRecord(st State) []byte {
 	copy(b, recordMagic[:])
 	le.PutUint32(b[4:], st.Seq)
 	b[8], b[9] = byte(st.Active), byte(st.Pending)
+	if st.PendingTrial {
+		b[10] |= flagPendingTrial
+	}
+	if st.Trial {
+		b[10] |= flagTrial
+	}
 	le.PutUint32(b[12:], st.SecurityCounter)
 	le.PutUint32(b[16:], crc32.ChecksumIEEE(b[:16]))
 	return b
@@ -288,8 +353,11 @@ func decodeRecord(b []byte) (State, bool) {
 	if len(b) < recordSize || [4]byte(b[:4]) != recordMagic || le.Uint32(b[16:]) != crc32.ChecksumIEEE(b[:16]) {
 		return State{}, false
 	}
-	st := State{Seq: le.Uint32(b[4:]), Active: Area(b[8]), Pending: Area(b[9]), SecurityCounter: le.Uint32(b[12:])}
-	if st.Active > SlotB || (st.Pending > SlotB && st.Pending != NoSlot) || st.Pending == st.Active || b[10] != 0 || b[11] != 0 {
+	st := State{Seq: le.Uint32(b[4:]), Active: Area(b[8]), Pending: Area(b[9]), SecurityCounter: le.Uint32(b[12:]),
+		PendingTrial: b[10]&flagPendingTrial != 0, Trial: b[10]&flagTrial != 0}
+	if st.Active > SlotB || (st.Pending > SlotB && st.Pending != NoSlot) || st.Pending == st.Active ||
+		b[10]&^(flagPendingTrial|flagTrial) != 0 || b[11] != 0 ||
+		(st.PendingTrial && st.Pending == NoSlot) || (st.Trial && st.Pending != NoSlot) {
 		return State{}, false
 	}
 	return st, true

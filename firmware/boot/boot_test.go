@@ -5,6 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"strconv"
 	"testing"
 
@@ -288,6 +289,22 @@ func TestRecordCodec(t *testing.T) {
 	if _, ok := decodeRecord(encodeRecord(State{Active: SlotA, Pending: SlotA})); ok {
 		t.Error("pending == active accepted")
 	}
+	for _, st := range []State{
+		{Seq: 2, Active: SlotA, Pending: SlotB, PendingTrial: true},
+		{Seq: 3, Active: SlotB, Pending: NoSlot, Trial: true, SecurityCounter: 5},
+	} {
+		if got, ok := decodeRecord(encodeRecord(st)); !ok || got != st {
+			t.Errorf("round trip %+v: %+v %v", st, got, ok)
+		}
+	}
+	for name, st := range map[string]State{
+		"trial flag without pending": {Active: SlotA, Pending: NoSlot, PendingTrial: true},
+		"pending while on trial":     {Active: SlotA, Pending: SlotB, Trial: true},
+	} {
+		if _, ok := decodeRecord(encodeRecord(st)); ok {
+			t.Errorf("%s accepted", name)
+		}
+	}
 }
 
 func BenchmarkBoot(b *testing.B) {
@@ -333,5 +350,116 @@ func TestPowerCutOverPending(t *testing.T) {
 	t.Logf("%d operations; booted versions after a cut: %v", steps, seen)
 	if seen[3] == 0 || seen[1]+seen[2] == 0 {
 		t.Errorf("cuts should land on both sides of the commit point: %v", seen)
+	}
+}
+
+func TestTrialConfirm(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	if _, err := l.InstallTrial(image(t, key(1), 2, 2)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := l.Boot()
+	if err != nil || b.Image.Header.Version.Major != 2 || !b.Trial || !b.Updated {
+		t.Fatalf("trial boot: %+v %v", b, err)
+	}
+	if st, _ := l.State(); !st.Trial || st.SecurityCounter != 1 {
+		t.Fatalf("on trial the counter must not rise yet: %+v", st)
+	}
+	// No update may overwrite the fallback while the trial runs.
+	if _, err := l.Install(image(t, key(1), 3, 3)); !errors.Is(err, ErrTrial) {
+		t.Fatalf("install during trial: %v", err)
+	}
+	if err := l.Confirm(); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := l.State()
+	if st.Trial || st.SecurityCounter != 2 {
+		t.Fatalf("after confirm: %+v", st)
+	}
+	b, err = l.Boot()
+	if err != nil || b.Image.Header.Version.Major != 2 || b.Trial || b.Reverted {
+		t.Fatalf("boot after confirm: %+v %v", b, err)
+	}
+	if err := l.Confirm(); err != nil {
+		t.Errorf("confirm without a trial: %v", err)
+	}
+}
+
+func TestTrialRevert(t *testing.T) {
+	f := factory(t)
+	l := loader(t, f)
+	l.InstallTrial(image(t, key(1), 2, 2))
+	if b, _ := l.Boot(); !b.Trial {
+		t.Fatal("not on trial")
+	}
+	// The new image crashed before confirming: the next boot goes back.
+	b, err := l.Boot()
+	if err != nil || b.Image.Header.Version.Major != 1 || !b.Reverted {
+		t.Fatalf("revert: %+v %v", b, err)
+	}
+	st, _ := l.State()
+	if st.Trial || st.Pending != NoSlot || st.SecurityCounter != 1 {
+		t.Fatalf("after revert: %+v", st)
+	}
+	if b, _ := l.Boot(); b.Image.Header.Version.Major != 1 || b.Reverted {
+		t.Fatalf("boot after revert: %+v", b)
+	}
+	// With nothing valid to go back to, the trial image keeps running.
+	l.InstallTrial(image(t, key(1), 2, 2))
+	l.Boot()
+	st, _ = l.State()
+	f.Corrupt(other(st.Active), 40)
+	if b, err := l.Boot(); err != nil || b.Image.Header.Version.Major != 2 || !b.Trial {
+		t.Fatalf("no fallback: %+v %v", b, err)
+	}
+}
+
+// TestTrialPowerCut cuts power at every flash operation of a trial update
+// taken to its end (install, trial boot, confirm) and of one that is
+// abandoned (install, trial boot, reverting boot): the meter always boots
+// a verified image, and never one older than the stored counter allows.
+func TestTrialPowerCut(t *testing.T) {
+	base := factory(t)
+	v2 := image(t, key(1), 2, 2)
+	flows := map[string]func(l *Loader){
+		"confirmed": func(l *Loader) {
+			if _, err := l.InstallTrial(v2); err == nil {
+				if _, err := l.Boot(); err == nil {
+					l.Confirm()
+				}
+			}
+		},
+		"abandoned": func(l *Loader) {
+			if _, err := l.InstallTrial(v2); err == nil {
+				if _, err := l.Boot(); err == nil {
+					l.Boot()
+				}
+			}
+		},
+	}
+	for name, flow := range flows {
+		probe := base.Clone()
+		before := probe.Ops()
+		flow(loader(t, probe))
+		steps := probe.Ops() - before
+		seen := map[string]int{}
+		for k := 0; k < steps; k++ {
+			f := base.Clone()
+			f.CutPowerAfter(k)
+			flow(loader(t, f))
+			f.Restore()
+			l := loader(t, f)
+			b, err := l.Boot()
+			if err != nil {
+				t.Fatalf("%s, cut at op %d: %v", name, k, err)
+			}
+			st, _ := l.State()
+			if st.Active != b.Slot || st.SecurityCounter > b.Image.SecurityCounter || st.Trial != b.Trial {
+				t.Fatalf("%s, cut at op %d: state %+v after %+v", name, k, st, b)
+			}
+			seen[fmt.Sprintf("v%d trial=%v", b.Image.Header.Version.Major, b.Trial)]++
+		}
+		t.Logf("%s: %d operations; after a cut: %v", name, steps, seen)
 	}
 }
