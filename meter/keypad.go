@@ -157,8 +157,10 @@ func (p *Params) lockoutUntil(now time.Time, f uint16) int64 {
 // beat the lockout, pays for the attempt anyway. Acceptance of a
 // meter-specific token refunds it and clears the lockout; so do rejections
 // that prove knowledge of a once-valid token (used, old, wrong unit), which
-// a customer makes by mistake and a guesser cannot. Test tokens, which
-// anyone can make, refund the charge but never clear the lockout.
+// a customer makes by mistake and a guesser cannot. Test tokens (class 1),
+// which anyone can make, are recognised by their clear class bits before
+// any of this: they change nothing and write nothing, so they cannot lift a
+// lockout, wear the EEPROM or push events out of the log.
 func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 	if m.halt != nil {
 		return TokenOutcome{}, m.halt
@@ -168,6 +170,20 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 	}
 	if now.Unix() < m.s.LockedUntil {
 		return TokenOutcome{}, fmt.Errorf("%w until %s", ErrLocked, time.Unix(m.s.LockedUntil, 0).UTC().Format(time.RFC3339))
+	}
+	if tok, err := sts.ParseToken(token); err == nil && tok.Class() == sts.ClassTest {
+		// Class 1 tokens travel in clear and anyone can make them: they
+		// run the display tests and touch nothing, not even the storage,
+		// so they can neither wear the EEPROM nor flood the event log.
+		var d sts.Decoder
+		d.SetTables(m.deps.STATables)
+		if err := d.UnmarshalBinary(m.s.Tokens); err != nil {
+			return TokenOutcome{}, fmt.Errorf("%w: stored decoder state: %w", ErrUnsupported, err)
+		}
+		if _, err := d.Accept(tok); err != nil {
+			return TokenOutcome{}, stsErr(err)
+		}
+		return TokenOutcome{Kind: TokenTest}, nil
 	}
 	prevF, prevL := m.s.Failures, m.s.LockedUntil
 	if err := m.update(func(s *state) error {
@@ -209,11 +225,7 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 			return nil
 		}
 		s.Tokens = next
-		if out.Kind == TokenTest {
-			s.Failures, s.LockedUntil = prevF, prevL
-		} else {
-			s.Failures, s.LockedUntil = 0, 0
-		}
+		s.Failures, s.LockedUntil = 0, 0
 		return nil
 	})
 	if err != nil {

@@ -148,8 +148,12 @@ func TestKeypadLockout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	w, ev := r.ee.Writes(), r.m.Snapshot().EventSeq
 	if out, err := r.m.EnterToken(now, tt.String()); err != nil || out.Kind != TokenTest {
 		t.Fatalf("test token: %+v %v", out, err)
+	}
+	if r.ee.Writes() != w || r.m.Snapshot().EventSeq != ev {
+		t.Fatalf("a test token wrote %d bytes and logged %d events", r.ee.Writes()-w, r.m.Snapshot().EventSeq-ev)
 	}
 	if sn := r.m.Snapshot(); sn.Failures != 9 {
 		t.Fatalf("test token changed the rejection count: %+v", sn)
