@@ -89,6 +89,7 @@ const (
 	insLoadVoucher   = 0xC1
 	insWriteReceipt  = 0xC2
 	insWriteFeedback = 0xC3
+	insChangeKey     = 0xC4
 )
 
 // Files readable with ReadData.

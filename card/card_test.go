@@ -406,3 +406,55 @@ func TestCardStatusWords(t *testing.T) {
 		}
 	}
 }
+
+// TestRekey: the meter's card key changes; the office moves the card to the
+// new key. The old key stops working, the new one works, the vouchers stay,
+// and a rekey cut after the card stored the new key completes on retry.
+func TestRekey(t *testing.T) {
+	w := cardtest.NewWorld(42)
+	c := issued(t, w, card.KindCustomer)
+	load(t, w, c, w.CreditVoucher(t, 42, 1, 10))
+	newKey := bytes.Repeat([]byte{0x5E}, 16)
+
+	// Cut: the card stores the new key but the answer is lost.
+	// Exchanges: identify (2), open (identify 2, authenticate 2), CHANGE KEY.
+	p := &pulled{card: c, n: 6, midway: true}
+	if _, err := card.Rekey(p, w.MeterCardKey, newKey, 2, nil); err == nil {
+		t.Fatal("rekey succeeded through a pulled card")
+	}
+	if img := c.Image(); img.KeyVersion != 2 || !bytes.Equal(img.Key, mustCardKey(t, newKey)) {
+		t.Fatalf("the cut did not fall after the card stored the key (version %d)", img.KeyVersion)
+	}
+	c.Reset()
+	id, err := card.Rekey(c, w.MeterCardKey, newKey, 2, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id.KeyVersion != 2 {
+		t.Fatalf("key version %d", id.KeyVersion)
+	}
+	if _, err := card.Open(c, w.MeterID, w.MeterCardKey, nil); !errors.Is(err, card.ErrAuth) {
+		t.Fatalf("old key after rekey: %v", err)
+	}
+	m := w.NewMeter()
+	s, err := card.Open(c, w.MeterID, newKey, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := card.Transfer(s, m); err != nil || m.Balance != 10 {
+		t.Fatalf("transfer after rekey: %v, balance %d", err, m.Balance)
+	}
+	// A blank card has no card key to change.
+	if _, err := card.Rekey(w.BlankCard(t, uid1, 3), w.MeterCardKey, newKey, 2, nil); !errors.Is(err, card.ErrWrongCard) {
+		t.Fatalf("blank card: %v", err)
+	}
+}
+
+func mustCardKey(t *testing.T, meterCardKey []byte) []byte {
+	t.Helper()
+	k, err := card.CardKey(meterCardKey, uid1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}

@@ -268,6 +268,7 @@ func (c *Card) native(cmd Command) Response {
 		insLoadVoucher:   0,
 		insWriteReceipt:  1,
 		insWriteFeedback: 0,
+		insChangeKey:     0,
 	}[cmd.INS]
 	if !ok {
 		return Response{SW: SWINSNotSupported}
@@ -284,7 +285,7 @@ func (c *Card) native(cmd Command) Response {
 		return Response{SW: sw}
 	}
 	ch := c.ch
-	if cmd.INS == insPersonalize {
+	if cmd.INS == insPersonalize || cmd.INS == insChangeKey {
 		c.ch = nil // the key that opened this session is gone
 	}
 	return Response{Data: ch.sealResponse(0x00, out), SW: SWNativeOK}
@@ -349,6 +350,8 @@ func (c *Card) execute(ins byte, hdr, data []byte) ([]byte, uint16) {
 		sw = writeReceipt(&next, int(hdr[0]), data)
 	case insWriteFeedback:
 		sw = writeFeedback(&next, data)
+	case insChangeKey:
+		sw = changeKey(&next, data)
 	}
 	if sw != SWNativeOK {
 		return nil, sw
@@ -477,6 +480,21 @@ func writeReceipt(img *Image, slot int, data []byte) uint16 {
 	if n := len(img.Receipts); n > MaxReceipts {
 		img.Receipts = slices.Clone(img.Receipts[n-MaxReceipts:])
 	}
+	return SWNativeOK
+}
+
+// changeKey replaces the card key of a personalized card, under a session
+// opened with the current one: how cards follow their meter through a key
+// change. The binding (meter, kind) cannot change.
+func changeKey(img *Image, data []byte) uint16 {
+	if img.Lifecycle != Personalized {
+		return SWPermissionDenied
+	}
+	if len(data) != KeySize+1 {
+		return SWLengthError
+	}
+	img.Key = clone(data[:KeySize])
+	img.KeyVersion = data[KeySize]
 	return SWNativeOK
 }
 

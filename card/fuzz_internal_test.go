@@ -34,6 +34,7 @@ func FuzzCommandHandler(f *testing.F) {
 	f.Add(false, byte(insLoadVoucher), []byte{}, v, byte(insWriteReceipt), []byte{0}, receipt)
 	f.Add(false, byte(insReadData), []byte{FileVouchers}, []byte{}, byte(insReadData), []byte{FileReceipts}, []byte{})
 	f.Add(false, byte(insWriteFeedback), []byte{}, Feedback{At: now, TotalLitres: 1}.marshal(), byte(insReadData), []byte{FileFeedback}, []byte{})
+	f.Add(false, byte(insChangeKey), []byte{}, append(bytes.Repeat([]byte{7}, 16), 2), byte(insReadData), []byte{FileBinding}, []byte{})
 	p, _ := Personalization{Key: key, KeyVersion: 1, Kind: KindCustomer, MeterID: 9, Issued: now}.marshal()
 	f.Add(true, byte(insPersonalize), []byte{}, p, byte(insReadData), []byte{FileIdentity}, []byte{})
 
@@ -76,7 +77,7 @@ func FuzzCommandHandler(f *testing.F) {
 			if _, err := ch.openResponse(0x00, r.Data); err != nil {
 				t.Fatalf("card's answer to %02X does not open: %v", cmd.ins, err)
 			}
-			if cmd.ins == insPersonalize {
+			if cmd.ins == insPersonalize || cmd.ins == insChangeKey {
 				ch = nil
 			}
 		}

@@ -246,3 +246,17 @@ func (s *Session) ReadFeedback() (f Feedback, ok bool, err error) {
 	f, err = parseFeedback(b)
 	return f, err == nil, err
 }
+
+// ChangeKey replaces the card key with key, of version v (vending office,
+// when the meter's card key changes). The card stores the new key
+// atomically; the session ends with the old key.
+func (s *Session) ChangeKey(key []byte, v uint8) error {
+	if len(key) != KeySize {
+		return fmt.Errorf("card: new key of %d bytes, want %d", len(key), KeySize)
+	}
+	if _, err := s.call(insChangeKey, nil, append(clone(key), v)); err != nil {
+		return err
+	}
+	s.ch = nil
+	return nil
+}

@@ -39,6 +39,40 @@ func Issue(t Transport, batchKey, meterCardKey []byte, p Personalization, rnd io
 	return s.Identity(), nil
 }
 
+// Rekey moves the card on t from its meter's old card key to the new one
+// (version newVersion), after the meter's card key changed: it opens the
+// card with the old key, writes CardKey(newMeterCardKey, UID), and proves
+// the result with the new key. If the card already answers to the new key
+// (a previous attempt was cut after the card stored it), Rekey only checks
+// that. It returns the card's identity afterwards.
+func Rekey(t Transport, oldMeterCardKey, newMeterCardKey []byte, newVersion uint8, rnd io.Reader) (Identity, error) {
+	id, err := Identify(t)
+	if err != nil {
+		return Identity{}, err
+	}
+	if id.Lifecycle != Personalized {
+		return Identity{}, fmt.Errorf("%w: card %v is %v", ErrWrongCard, id.UID, id.Lifecycle)
+	}
+	if id.KeyVersion != newVersion {
+		s, err := Open(t, id.MeterID, oldMeterCardKey, rnd)
+		if err != nil {
+			return Identity{}, fmt.Errorf("card %v: old key: %w", id.UID, err)
+		}
+		k, err := CardKey(newMeterCardKey, id.UID)
+		if err != nil {
+			return Identity{}, err
+		}
+		if err := s.ChangeKey(k, newVersion); err != nil {
+			return Identity{}, fmt.Errorf("card %v: change key: %w", id.UID, err)
+		}
+	}
+	s, err := Open(t, id.MeterID, newMeterCardKey, rnd)
+	if err != nil {
+		return Identity{}, fmt.Errorf("card %v: check new key: %w", id.UID, err)
+	}
+	return s.Identity(), nil
+}
+
 // Meter is the meter's side of a card-to-meter transfer: its voucher
 // verification and its journal. Accept must verify the voucher (signature,
 // meter, expiry), check its sequence against the meter's memory, and commit

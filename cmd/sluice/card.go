@@ -28,6 +28,7 @@ func cmdCard(ctx context.Context, sio stdio, args []string) error {
 		{"issue", "personalize a blank card for one meter", cmdCardIssue},
 		{"load", "write a signed voucher onto a card", cmdCardLoad},
 		{"inspect", "show a card's identity and, with its key, vouchers, receipts and feedback", cmdCardInspect},
+		{"rekey", "move a card to its meter's new card key version", cmdCardRekey},
 		{"emulate", "run an emulated card in the vpcd virtual reader", cmdCardEmulate},
 	})
 }
@@ -315,6 +316,50 @@ func cmdCardInspect(ctx context.Context, sio stdio, args []string) error {
 		}
 	}
 	return printJSON(sio, out)
+}
+
+func cmdCardRekey(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "card rekey", "(--meter-card-key-file OLD --new-meter-card-key-file NEW | KMS flags) --new-key-version N")
+	var rf readerFlags
+	rf.register(fs)
+	mk := addMeterKeyFlags(fs)
+	newFile := fs.String("new-meter-card-key-file", "", "`file` with the meter's new card key (with --meter-card-key-file)")
+	newVersion := fs.Uint("new-key-version", 0, "the meter's new card key version (1..255)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if *newVersion == 0 || *newVersion > 255 {
+		return errors.New("--new-key-version: required, 1..255")
+	}
+	if !mk.given() {
+		return errors.New("no meter card key: give --meter-card-key-file and --new-meter-card-key-file, or the KMS (--keystore or --pkcs11-module)")
+	}
+	r, err := rf.connect(ctx)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	id, err := card.Identify(r)
+	if err != nil {
+		return err
+	}
+	oldKey, err := mk.key(ctx, sio, id.MeterID, id.KeyVersion)
+	if err != nil {
+		return err
+	}
+	newKey := oldKey
+	if *mk.file != "" {
+		if newKey, err = readKey("new-meter-card-key-file", *newFile); err != nil {
+			return err
+		}
+	} else if newKey, err = mk.key(ctx, sio, id.MeterID, uint8(*newVersion)); err != nil {
+		return err
+	}
+	id, err = card.Rekey(r, oldKey, newKey, uint8(*newVersion), rand.Reader)
+	if err != nil {
+		return err
+	}
+	return printJSON(sio, identityOut(id))
 }
 
 func cmdCardEmulate(ctx context.Context, sio stdio, args []string) error {
