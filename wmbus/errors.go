@@ -13,6 +13,9 @@ var (
 	ErrCRC = errors.New("CRC mismatch")
 	// ErrNoKey: the telegram is encrypted and no key was given.
 	ErrNoKey = errors.New("encrypted telegram and no key")
+	// ErrNotEncrypted: a key was given but nothing in the telegram was
+	// encrypted: a downgrade or an impersonation of a keyed meter.
+	ErrNotEncrypted = errors.New("telegram not encrypted")
 	// ErrBadKey: decryption produced no valid plaintext (the 2F2F check or
 	// the ELL payload CRC failed): the key is wrong or the telegram damaged.
 	ErrBadKey = errors.New("decryption failed (wrong key?)")

@@ -18,7 +18,7 @@ func FuzzDecode(f *testing.F) {
 	f.Add(mustHex(f, "23442D2C998734761B168D2087D19EAD21C325443F938ED9AA782A78CF326A2A42C3141A"), mustHex(f, "28F64A24988064A079AA2C807D6102AE"))
 	f.Add(mustHex(f, "15442D2C776655441B1679EDA86AB6710008190000081900007F13"), []byte(nil))
 	f.Add([]byte{0x0A, 0x44, 0x2D, 0x2C, 1, 2, 3, 4, 1, 7, 0x78}, []byte(nil))
-	sentinels := []error{ErrShort, ErrLength, ErrCRC, ErrNoKey, ErrBadKey, ErrMAC, ErrUnsupported, ErrRecord}
+	sentinels := []error{ErrShort, ErrLength, ErrCRC, ErrNoKey, ErrBadKey, ErrMAC, ErrUnsupported, ErrRecord, ErrNotEncrypted}
 	f.Fuzz(func(t *testing.T, frame, key []byte) {
 		in := append([]byte(nil), frame...)
 		tg, err := Decode(frame, key)

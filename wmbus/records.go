@@ -81,6 +81,9 @@ type Record struct {
 	// digits A-E, the date/time IV bit).
 	Invalid bool `json:"invalid,omitempty"`
 	Data    Hex  `json:"data"` // the data bytes as transmitted
+	// Plaintext is set for records after the encrypted blocks of an
+	// encrypted telegram: they travelled in clear, unauthenticated.
+	Plaintext bool `json:"plaintext,omitempty"`
 	// Vendor names the manufacturer-specific decoder that produced this
 	// record when it did not come from a DIF/VIF pair.
 	Vendor string `json:"vendor,omitempty"`

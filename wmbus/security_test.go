@@ -212,3 +212,51 @@ func TestTruncated(t *testing.T) {
 		}
 	}
 }
+
+// TestPlaintextTail: records after the encrypted blocks are marked and
+// never give the total; a keyed meter's telegram in clear is refused.
+func TestPlaintextTail(t *testing.T) {
+	v := loadVectors(t)[3] // Lorenz: 2 encrypted blocks, then 03FD0C... 02FD0B... in clear
+	tg, err := DecodeHex(v.Telegram, mustHex(t, v.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var clear, sealed int
+	for _, r := range tg.Records {
+		if r.Plaintext {
+			clear++
+			if r.VIF != 0xFD {
+				t.Errorf("unexpected clear record %+v", r)
+			}
+		} else {
+			sealed++
+		}
+	}
+	if clear != 2 || sealed == 0 {
+		t.Errorf("%d clear, %d encrypted records", clear, sealed)
+	}
+	// Move the clear tail's model-version record into a volume: the total
+	// must still come from the encrypted part.
+	// 03 FD0C 080000 becomes 03 13 001000 2F: a volume of 4.096 m3 in clear.
+	b := mustHex(t, v.Telegram)
+	copy(b[len(b)-10:], []byte{0x13, 0x00, 0x10, 0x00, 0x2F})
+	forged, err := Decode(b, mustHex(t, v.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m3, _ := forged.TotalVolume(); m3 != v.TotalM3 {
+		t.Errorf("total taken from the clear tail: %v", m3)
+	}
+	if last := forged.Records[len(forged.Records)-2]; last.Quantity != QuantityVolume || !last.Plaintext {
+		t.Errorf("forged clear record = %+v", last)
+	}
+
+	plain := mustHex(t, "0E442D2C785634121B077A2A0000000413E8030000")
+	plain[0] = byte(len(plain) - 1)
+	if _, err := Decode(plain, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Decode(plain, make([]byte, 16)); !errors.Is(err, ErrNotEncrypted) {
+		t.Errorf("keyed decode of a clear telegram: err = %v, want ErrNotEncrypted", err)
+	}
+}

@@ -89,11 +89,12 @@ func (t *Telegram) ID() string { return t.Meter.ID }
 
 // TotalVolume returns the meter's current volume register in m3: the first
 // instantaneous volume record of storage 0, tariff 0 and subunit 0 with no
-// combinable VIFE (so not a backward-flow or per-period register).
+// combinable VIFE (so not a backward-flow or per-period register), valid,
+// and not from the clear tail of an encrypted telegram.
 func (t *Telegram) TotalVolume() (m3 float64, ok bool) {
 	for _, r := range t.Records {
 		if r.Quantity == QuantityVolume && r.Function == Instantaneous &&
-			r.Storage == 0 && r.Tariff == 0 && r.Subunit == 0 && len(r.VIFE) == 0 && !r.Invalid {
+			r.Storage == 0 && r.Tariff == 0 && r.Subunit == 0 && len(r.VIFE) == 0 && !r.Invalid && !r.Plaintext {
 			return r.Value, true
 		}
 	}
@@ -144,6 +145,11 @@ func DecodeWith(frame []byte, key []byte, opt Options) (*Telegram, error) {
 	if err := d.layers(10); err != nil {
 		return nil, err
 	}
+	if key != nil && !d.encrypted {
+		// A meter registered with a key that suddenly sends in clear is
+		// being impersonated or downgraded: do not take its data.
+		return nil, fmt.Errorf("wmbus: key given but the telegram is not encrypted: %w", ErrNotEncrypted)
+	}
 	if key != nil {
 		t.DefaultKey = DefaultKeyName(key)
 	}
@@ -151,10 +157,11 @@ func DecodeWith(frame []byte, key []byte, opt Options) (*Telegram, error) {
 }
 
 type decoder struct {
-	t   *Telegram
-	key []byte
-	b   []byte
-	opt Options
+	t         *Telegram
+	key       []byte
+	b         []byte
+	opt       Options
+	encrypted bool // some layer was decrypted and checked
 }
 
 // layers walks the CI fields from offset i: ELL, then AFL, then TPL.
@@ -228,6 +235,7 @@ func (d *decoder) ell(i int) (int, error) {
 			return 0, fmt.Errorf("wmbus: ELL AES-CTR: %w", ErrNoKey)
 		}
 		e.Encrypted = true
+		d.encrypted = true
 		// IV (EN 13757-4): M, A, CC, SN, FN (2 bytes, 0: unfragmented),
 		// BC (block counter, counting up from 0 in the last byte). The
 		// hop-count bit of CC is cleared: a repeater sets it after the
@@ -393,7 +401,21 @@ func (d *decoder) tpl(i int) error {
 	if d.b[i] != 0x2F || d.b[i+1] != 0x2F {
 		return fmt.Errorf("wmbus: TPL mode %d: plaintext does not start with 2F2F: %w", h.Mode, ErrBadKey)
 	}
-	return d.apl(d.b[i:])
+	d.encrypted = true
+	apl := d.b[i:]
+	if err := d.apl(apl); err != nil {
+		return err
+	}
+	// Records after the encrypted blocks travelled in clear: mark them so
+	// no reading is taken from bytes anyone on the air could have changed.
+	enc, _ := encrypted(apl, h.Blocks)
+	for k := range d.t.Records {
+		r := &d.t.Records[k]
+		if r.Vendor == "" && cap(apl)-cap(r.Data) >= len(enc) {
+			r.Plaintext = true
+		}
+	}
+	return nil
 }
 
 // encrypted returns the n encrypted blocks at the start of p (n = 0 means
