@@ -235,16 +235,20 @@ const cardFailLimit = 3
 // the third in a row latches TamperCardPort.
 func (m *Meter) CardAuthFailed(now time.Time) error {
 	return m.update(func(s *state) error {
-		if s.CardFails < math.MaxUint16 {
-			s.CardFails++
-		}
-		if s.CardFails >= cardFailLimit && s.Core.Tamper&TamperCardPort == 0 {
-			eff := s.Core.SetTamper(&s.Params, now, TamperCardPort)
-			s.log(now, EvTamper, ReasonNone, int64(TamperCardPort))
-			s.logEffects(now, eff, 0)
-		}
+		s.cardFailed(now)
 		return nil
 	})
+}
+
+func (s *state) cardFailed(now time.Time) {
+	if s.CardFails < math.MaxUint16 {
+		s.CardFails++
+	}
+	if s.CardFails >= cardFailLimit && s.Core.Tamper&TamperCardPort == 0 {
+		eff := s.Core.SetTamper(&s.Params, now, TamperCardPort)
+		s.log(now, EvTamper, ReasonNone, int64(TamperCardPort))
+		s.logEffects(now, eff, 0)
+	}
 }
 
 // RequestEmergency grants emergency credit when credit is low. It returns

@@ -6,7 +6,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"math"
 	"time"
 
 	"sluice/cmac"
@@ -211,12 +210,20 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 			if rc.Reason == ReasonUsed {
 				rc.Status = Duplicate
 			}
-			if src == FromCard && rc.Reason == ReasonSignature && s.CardFails < math.MaxUint16 {
-				// A forged card is card-port abuse as much as a
-				// failed authentication is.
-				s.CardFails++
+			if n := len(s.Events); src == FromRemote && n > 0 && s.Events[n-1].Kind == EvVoucherRejected && s.Events[n-1].Reason == rc.Reason {
+				// The same refusal again from the network: the log
+				// already says so, and writing nothing means a flood
+				// of bad downlinks cannot wear the EEPROM out.
+				rc.Credit, rc.Loaded = s.Core.Credit, s.Core.Loaded
+				rc.Seal(s.Keys.TelemetryKey)
+				return errNoChange
 			}
 			s.log(now, EvVoucherRejected, rc.Reason, int64(rc.Seq))
+			if src == FromCard && rc.Reason == ReasonSignature {
+				// A forged voucher on a card is card-port abuse as much
+				// as a failed authentication is.
+				s.cardFailed(now)
+			}
 		} else {
 			if v.Kind == voucher.KindCredit {
 				rc.Amount = int64(v.Quantity)

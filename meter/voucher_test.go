@@ -131,8 +131,8 @@ func TestVoucherRejections(t *testing.T) {
 		if rc.Status != Rejected || rc.Reason != ReasonOf(c.want) {
 			t.Errorf("%s: receipt %+v", c.name, rc)
 		}
-		if ev := r.lastEvent(); ev.Kind != EvVoucherRejected || ev.Reason != ReasonOf(c.want) {
-			t.Errorf("%s: last event %v", c.name, ev)
+		if ev := r.m.Events(before.EventSeq); len(ev) == 0 || ev[0].Kind != EvVoucherRejected || ev[0].Reason != ReasonOf(c.want) {
+			t.Errorf("%s: events %v", c.name, ev)
 		}
 	}
 	// A good voucher still loads after all that.
@@ -266,5 +266,34 @@ func TestWindowAgainstModel(t *testing.T) {
 				max = q
 			}
 		}
+	}
+}
+
+// TestRejectionFloods: a flood of the same bad downlink writes once; forged
+// vouchers on a card latch the card-port tamper like failed authentications.
+func TestRejectionFloods(t *testing.T) {
+	r := newRig(t, DefaultParams(), Deps{}, nil)
+	forged := r.creditVoucher(100)
+	forged[40] ^= 1
+	if _, err := r.m.LoadVoucher(t0, forged, FromRemote); err == nil {
+		t.Fatal("forged voucher accepted")
+	}
+	w, ev := r.ee.Writes(), r.m.Snapshot().EventSeq
+	for i := 0; i < 100; i++ {
+		rc, err := r.m.LoadVoucher(t0, forged, FromRemote)
+		wantErr(t, err, ErrSignature)
+		if rc.Status != Rejected || rc.Reason != ReasonSignature {
+			t.Fatalf("receipt %+v", rc)
+		}
+	}
+	if r.ee.Writes() != w || r.m.Snapshot().EventSeq != ev {
+		t.Fatalf("100 identical bad downlinks wrote %d bytes, %d events", r.ee.Writes()-w, r.m.Snapshot().EventSeq-ev)
+	}
+	for i := 0; i < cardFailLimit; i++ {
+		_, err := r.m.LoadVoucher(t0, forged, FromCard)
+		wantErr(t, err, ErrSignature)
+	}
+	if tp := r.m.Snapshot().Tamper; tp&TamperCardPort == 0 {
+		t.Fatalf("tamper %v after %d forged card vouchers", tp, cardFailLimit)
 	}
 }
