@@ -260,3 +260,22 @@ func TestPlaintextTail(t *testing.T) {
 		t.Errorf("keyed decode of a clear telegram: err = %v, want ErrNotEncrypted", err)
 	}
 }
+
+// TestELLRepeated: a repeater sets the hop-count bit of CC after the meter
+// encrypted; the telegram must still decrypt.
+func TestELLRepeated(t *testing.T) {
+	v := loadVectors(t)[0]
+	b := mustHex(t, v.Telegram)
+	b[11] |= 0x10 // H
+	tg, err := Decode(b, mustHex(t, v.Key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m3, _ := tg.TotalVolume(); m3 != v.TotalM3 {
+		t.Errorf("total %v", m3)
+	}
+	b[13] ^= 1 // SN changes the IV: the CRC must catch it
+	if _, err := Decode(b, mustHex(t, v.Key)); !errors.Is(err, ErrBadKey) {
+		t.Errorf("SN changed: err = %v", err)
+	}
+}

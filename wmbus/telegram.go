@@ -238,14 +238,23 @@ func (d *decoder) ell(i int) (int, error) {
 		d.encrypted = true
 		// IV (EN 13757-4): M, A, CC, SN, FN (2 bytes, 0: unfragmented),
 		// BC (block counter, counting up from 0 in the last byte). The
-		// hop-count bit of CC is cleared: a repeater sets it after the
-		// meter encrypted.
-		var iv [16]byte
-		copy(iv[:8], addr.wire[:])
-		iv[8] = e.CC &^ 0x10
-		copy(iv[9:13], sn)
+		// hop-count (H, 0x10) and repeated-access (R, 0x02) bits of CC are
+		// cleared: a repeater or a retry changes them after the meter
+		// encrypted. Some meters encrypt with the bits as sent, so when
+		// either is set and the CRC fails the raw CC is tried once more.
 		block, _ := aes.NewCipher(d.key)
-		cipher.NewCTR(block, iv[:]).XORKeyStream(payload, payload)
+		ct := append([]byte(nil), payload...)
+		ctr := func(cc byte) bool {
+			var iv [16]byte
+			copy(iv[:8], addr.wire[:])
+			iv[8] = cc
+			copy(iv[9:13], sn)
+			cipher.NewCTR(block, iv[:]).XORKeyStream(payload, ct)
+			return binary.LittleEndian.Uint16(payload) == crc16(payload[2:])
+		}
+		if !ctr(e.CC&^0x12) && e.CC&0x12 != 0 {
+			ctr(e.CC)
+		}
 	default:
 		return 0, fmt.Errorf("wmbus: ELL session number encryption %d: %w", enc, ErrUnsupported)
 	}
