@@ -13,9 +13,12 @@ import (
 // The card application: its AID, commands, files and their byte layouts.
 // docs/card.md is the reference; the constants here are its source of truth.
 
-// AID is the application identifier, selected with SELECT by DF name. The
+// aid is the application identifier, selected with SELECT by DF name. The
 // leading F marks a proprietary (unregistered) AID, ISO 7816-4 section 12.2.3.
-var AID = []byte{0xF0, 'S', 'L', 'U', 'I', 'C', 'E', 0x01}
+const aid = "\xF0SLUICE\x01"
+
+// AID returns the application identifier, F0 'SLUICE' 01.
+func AID() []byte { return []byte(aid) }
 
 // UIDSize is the length of a card's unique identifier (a 7-byte NXP-style
 // UID).
@@ -66,7 +69,7 @@ func TransportKey(batchKey []byte, uid UID) ([]byte, error) {
 func diversify(root []byte, uid UID, system string) ([]byte, error) {
 	m := make([]byte, 0, 31)
 	m = append(m, uid[:]...)
-	m = append(m, AID...)
+	m = append(m, aid...)
 	m = append(m, system...)
 	k, err := kdf.DiversifyAN10922(root, m)
 	if err != nil {

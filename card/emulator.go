@@ -108,10 +108,12 @@ func (img *Image) Validate() error {
 	return nil
 }
 
-// ATR is the emulated card's answer to reset: direct convention, T=1 only
-// (TD1 = 80: T=0 indicated and TD2 follows; TD2 = 01: T=1), historical bytes
-// "SLUICE", and the check byte TCK that T=1 requires.
-var ATR = atr([]byte("SLUICE"))
+// ATR returns the emulated card's answer to reset: direct convention, then
+// TD1 = 80 (T=0, TD2 follows) and TD2 = 01 (T=1), the form PC/SC gives
+// contactless cards' ATRs; historical bytes "SLUICE"; and the check byte
+// TCK that an ATR indicating T=1 requires. Readers here connect with T=1,
+// which carries extended APDUs.
+func ATR() []byte { return atr([]byte("SLUICE")) }
 
 func atr(hist []byte) []byte {
 	b := []byte{0x3B, 0x80 | byte(len(hist)), 0x80, 0x01}
@@ -228,7 +230,7 @@ func (c *Card) iso(cmd Command) Response {
 		return Response{SW: SWWrongP1P2}
 	}
 	c.ch, c.rndB, c.selected = nil, nil, false
-	if string(cmd.Data) != string(AID) {
+	if string(cmd.Data) != aid {
 		return Response{SW: SWFileNotFound}
 	}
 	c.selected = true

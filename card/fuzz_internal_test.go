@@ -91,7 +91,7 @@ func authenticateForTest(t *testing.T, c *Card, key []byte) *channel {
 		r, _ := ParseResponse(c.Process(enc))
 		return r
 	}
-	if r := process(Command{CLA: claISO, INS: insSelect, P1: 4, Data: AID}); r.SW != SWOK {
+	if r := process(Command{CLA: claISO, INS: insSelect, P1: 4, Data: AID()}); r.SW != SWOK {
 		t.Fatalf("select %04X", r.SW)
 	}
 	a := &readerAuth{key: key, rndA: binary.BigEndian.AppendUint64(make([]byte, 8), 99)}

@@ -17,7 +17,7 @@ var ErrWrongCard = errors.New("card: wrong card")
 // Identify selects the Sluice application and reads the card's identity,
 // without any key. It is how a reader learns which key to use.
 func Identify(t Transport) (Identity, error) {
-	r, err := Exchange(t, Command{CLA: claISO, INS: insSelect, P1: 0x04, P2: 0x00, Data: AID, Ne: MaxShortNe})
+	r, err := Exchange(t, Command{CLA: claISO, INS: insSelect, P1: 0x04, P2: 0x00, Data: AID(), Ne: MaxShortNe})
 	if err != nil {
 		return Identity{}, err
 	}

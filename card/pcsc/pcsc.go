@@ -4,8 +4,9 @@
 // which is pure Go, so the binary needs neither cgo nor libpcsclite.
 //
 // A Reader holds one PC/SC context and one card connection, in shared mode
-// with the T=1 protocol (the emulated card's ATR offers T=1 only, and T=1
-// carries extended APDUs).
+// with the T=1 protocol, which carries extended APDUs. (The library's
+// Transmit always sends a T=1 protocol control block, so T=1 is the one
+// protocol it can drive.)
 package pcsc
 
 import (

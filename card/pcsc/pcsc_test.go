@@ -49,7 +49,7 @@ func insert(t *testing.T, c *card.Card) (pull func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- vpcd.Serve(ctx, addr, c, card.ATR) }()
+	go func() { done <- vpcd.Serve(ctx, addr, c, card.ATR()) }()
 	pulled := false
 	pull = func() {
 		if pulled {

@@ -403,5 +403,5 @@ func cmdCardEmulate(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	fmt.Fprintf(sio.err, "card %v (%v) inserted in vpcd %s; Ctrl-C pulls it\n", img.UID, img.Lifecycle, *addr)
-	return vpcd.Serve(ctx, *addr, c, card.ATR)
+	return vpcd.Serve(ctx, *addr, c, card.ATR())
 }
