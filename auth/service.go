@@ -442,3 +442,19 @@ func (s *Service) RevokeAPIKey(ctx context.Context, by Principal, id int64) erro
 		return audit(ctx, tx, s.now().UTC(), by.Actor(), "apikey.revoke", fmt.Sprintf("api-key/%d", id), map[string]any{})
 	})
 }
+
+type principalKey struct{}
+
+// WithPrincipal returns ctx carrying p, so code far from the HTTP layer
+// (the key manager's audit recorder) can name who acted.
+func WithPrincipal(ctx context.Context, p Principal) context.Context {
+	return context.WithValue(ctx, principalKey{}, p)
+}
+
+// ActorFrom names the principal in ctx for the audit log, or "system".
+func ActorFrom(ctx context.Context) string {
+	if p, ok := ctx.Value(principalKey{}).(Principal); ok {
+		return p.Actor()
+	}
+	return "system"
+}

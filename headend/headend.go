@@ -18,14 +18,18 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"sync"
 	"time"
 
 	"sluice/auth"
 	"sluice/config"
+	"sluice/kms"
+	"sluice/kms/filekms"
 	"sluice/server"
 	"sluice/store/postgres"
 	"sluice/store/sqlite"
 	"sluice/store/sqlstore"
+	"sluice/vend"
 )
 
 // BootstrapFile is the name, inside the data directory, of the first-run
@@ -47,6 +51,12 @@ type Headend struct {
 	BootstrapPassword string
 	// BootstrapPath is the file holding it.
 	BootstrapPath string
+
+	km     kms.KeyManager
+	auth   *auth.Service
+	vend   *vend.Service
+	stopBG context.CancelFunc
+	bg     sync.WaitGroup
 }
 
 // Options adjusts Start for tests and tools.
@@ -54,6 +64,10 @@ type Options struct {
 	Version string
 	// PasswordParams overrides argon2id costs (tests use cheap ones).
 	PasswordParams *auth.Params
+	// KMSOptions tunes the sealed key store (tests lower its cost).
+	KMSOptions filekms.Options
+	// Now is the clock of vending; nil means time.Now.
+	Now func() time.Time
 }
 
 // OpenStore opens the database the configuration names, without migrating.
@@ -102,7 +116,34 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 		return nil, err
 	}
 
-	srv := server.New(server.Config{Store: db, Logger: log, Version: opt.Version})
+	km, err := OpenKMS(ctx, cfg, opt.KMSOptions)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if !ok {
+			km.Close()
+		}
+	}()
+	rec := &kmsRecorder{st: db, log: log}
+	h.km = kms.WithAudit(km, rec)
+	h.auth = auth.NewService(db, params, opt.Now)
+	h.vend = vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: h.km}, Now: opt.Now, Logger: log})
+	bgctx, cancel := context.WithCancel(context.Background())
+	h.stopBG = cancel
+	h.bg.Add(1)
+	go func() {
+		defer h.bg.Done()
+		rec.run(bgctx, 500*time.Millisecond)
+	}()
+	defer func() {
+		if !ok {
+			cancel()
+			h.bg.Wait()
+		}
+	}()
+
+	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version})
 	h.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -136,6 +177,15 @@ func (h *Headend) URL() string {
 // Addr is the address the HTTP server listens on.
 func (h *Headend) Addr() net.Addr { return h.listener.Addr() }
 
+// Vend is the vending service.
+func (h *Headend) Vend() *vend.Service { return h.vend }
+
+// Auth is the operator service.
+func (h *Headend) Auth() *auth.Service { return h.auth }
+
+// KMS is the key manager (audited).
+func (h *Headend) KMS() kms.KeyManager { return h.km }
+
 // Store is the open database.
 func (h *Headend) Store() *sqlstore.DB { return h.store }
 
@@ -160,6 +210,11 @@ func (h *Headend) Shutdown(ctx context.Context) error {
 	err := h.http.Shutdown(ctx)
 	if serr := h.Err(); err == nil {
 		err = serr
+	}
+	h.stopBG()
+	h.bg.Wait()
+	if kerr := h.km.Close(); err == nil {
+		err = kerr
 	}
 	if cerr := h.store.Close(); err == nil {
 		err = cerr

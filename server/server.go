@@ -18,15 +18,24 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"sluice/auth"
 	"sluice/store"
+	"sluice/vend"
 )
 
 // Config carries the server's dependencies.
 type Config struct {
 	Store  store.Store
+	Auth   *auth.Service
+	Vend   *vend.Service
 	Logger *slog.Logger
 	// Version is reported by /healthz.
 	Version string
+	// SecureCookies marks the session cookie Secure (HTTPS deployments).
+	SecureCookies bool
+	// Extra routes contributed by other parts of the head-end (telemetry,
+	// reports), registered and documented like the built-in ones.
+	Extra []Route
 }
 
 // Server is the head-end's HTTP handler.
@@ -37,6 +46,9 @@ type Server struct {
 	registry *prometheus.Registry
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	vends    *prometheus.CounterVec
+	logins   *prometheus.CounterVec
+	table    []route
 }
 
 // New builds the handler and registers every route.
@@ -57,7 +69,13 @@ func New(cfg Config) *Server {
 			Buckets: []float64{.001, .0025, .005, .01, .02, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
 	}
-	s.registry.MustRegister(s.requests, s.latency,
+	s.vends = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_vends_total", Help: "Purchases by outcome (sold, replayed, refused).",
+	}, []string{"outcome"})
+	s.logins = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "sluice_logins_total", Help: "Login attempts by outcome.",
+	}, []string{"outcome"})
+	s.registry.MustRegister(s.requests, s.latency, s.vends, s.logins,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	s.routes()
 	return s
@@ -74,6 +92,17 @@ func (s *Server) routes() {
 	s.handle("GET /healthz", s.healthz)
 	s.handle("GET /readyz", s.readyz)
 	s.mux.Handle("GET /metrics", promhttp.HandlerFor(s.registry, promhttp.HandlerOpts{}))
+	if s.cfg.Auth == nil || s.cfg.Vend == nil {
+		return // probes only (tests of the foundation)
+	}
+	s.table = append(s.apiRoutes(), internalRoutes(s.cfg.Extra)...)
+	for _, rt := range s.table {
+		s.handle(rt.Method+" /api/v1"+rt.Path, s.serveRoute(rt))
+	}
+	s.handle("GET /api/v1/openapi.json", s.openAPI)
+	s.handle("/api/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusNotFound, ErrorBody{Error: apiError{Code: "not_found", Message: "no such API route: " + r.Method + " " + r.URL.Path}})
+	})
 }
 
 // handle registers h under pattern with request metrics and logging.

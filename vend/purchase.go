@@ -303,7 +303,7 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	}
 
 	r := Receipt{
-		PurchaseID: p.ID, Reference: reference(p.ID), State: p.State, Time: now, Vendor: v.Code, Operator: a.Username,
+		PurchaseID: p.ID, Reference: Reference(p.ID), State: p.State, Time: now, Vendor: v.Code, Operator: a.Username,
 		Meter: m.Number, MeterKind: m.Kind, Customer: &CustomerRef{Account: cust.Account, Name: cust.Name},
 		Tendered: req.AmountCents, Paid: paid, Change: int64(bd.Change),
 		Litres: int64(bd.Litres), FreeLitres: int64(bd.FreeLitres), Tokens: iss.issued, Breakdown: &bd,
@@ -334,8 +334,8 @@ func quantum(m store.Meter) tariff.Litres {
 	return 1
 }
 
-// reference is the purchase number printed on receipts.
-func reference(id int64) string { return fmt.Sprintf("P%08d", id) }
+// Reference is the purchase number printed on receipts.
+func Reference(id int64) string { return fmt.Sprintf("P%08d", id) }
 
 // storeEntry converts a ledger entry for storage.
 func storeEntry(e ledger.Entry) store.LedgerEntry {

@@ -220,3 +220,6 @@ func requestHash(meter string, amount int64) []byte {
 	h.Write(b[:])
 	return h.Sum(nil)
 }
+
+// Today is the utility's civil date, YYYY-MM-DD: the day daily limits count.
+func (s *Service) Today() string { return s.now().In(s.loc).Format("2006-01-02") }

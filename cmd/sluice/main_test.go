@@ -76,7 +76,7 @@ func TestBadConfigIsOneLineNamingTheKey(t *testing.T) {
 func TestMigrateCommand(t *testing.T) {
 	dir := t.TempDir()
 	code, out, errs := runCLI(t, "", nil, "migrate", "--data", dir)
-	if code != 0 || !strings.Contains(out, "applied 1 migration") {
+	if code != 0 || !strings.Contains(out, "applied ") || strings.Contains(out, "applied 0 ") {
 		t.Fatalf("migrate: %d %q %q", code, out, errs)
 	}
 	code, out, _ = runCLI(t, "", nil, "migrate", "--data", dir, "--status")
