@@ -78,6 +78,7 @@ type Params struct {
 
 	ReverseLimit  uint32 // litres of reverse flow in one tick tolerated before tamper
 	CloseOnTamper bool   // close the valve on magnet or cover tamper
+	PulseML       uint32 // the flow sensor's pulse weight: millilitres per pulse
 
 	LockoutFree uint8  // rejected tokens allowed before lockout
 	LockoutBase uint32 // first lockout, seconds; doubles with each further rejection
@@ -107,6 +108,7 @@ func DefaultParams() Params {
 		NightEnd:        7 * 60,
 		Weekend:         1<<time.Saturday | 1<<time.Sunday,
 		ReverseLimit:    5,
+		PulseML:         1000, // a reed switch closing once a litre
 		LockoutFree:     5,
 		LockoutBase:     60,
 		LockoutMax:      24 * 3600,

@@ -282,7 +282,10 @@ func (m *Meter) decode(s *state, token string) (TokenOutcome, []byte, error) {
 		case sts.SubClearTamper:
 			out.Kind = TokenClearTamper
 		case sts.SubSetTariffRate:
-			out.Kind, out.Amount = TokenSetting, int64(res.Field)
+			out.Kind, out.Param, out.Amount = TokenSetting, ParamPrice, int64(res.Field)
+		case sts.SubSetWaterMeterFactor:
+			// Sluice reads the factor as the pulse weight in mL.
+			out.Kind, out.Param, out.Amount = TokenSetting, ParamPulseWeight, int64(res.Field)
 		default:
 			return out, nil, fmt.Errorf("%w: management subclass %d", ErrUnsupported, res.Subclass)
 		}
@@ -312,10 +315,10 @@ func (s *state) applyToken(now time.Time, out *TokenOutcome, keyChanged *bool) e
 		s.CardFails = 0
 		s.logEffects(now, s.Core.ClearTamper(&s.Params, now, 0xFF), 0)
 	case TokenSetting:
-		if s.Params.Unit != Minor {
+		if out.Param == ParamPrice && s.Params.Unit != Minor {
 			return fmt.Errorf("%w: tariff rate on a meter that counts litres", ErrUnsupported)
 		}
-		return s.setParam(now, ParamPrice, uint32(out.Amount))
+		return s.setParam(now, out.Param, uint32(out.Amount))
 	}
 	return nil
 }

@@ -28,8 +28,9 @@ const (
 // TokenOutcome is an accepted token.
 type TokenOutcome struct {
 	Kind   TokenKind
-	Amount int64 // TokenCredit: credit in Unit
+	Amount int64 // TokenCredit: credit in Unit; TokenSetting: the value set
 	Unit   Unit
+	Param  uint16 // TokenSetting: the parameter set (ParamPrice, ParamPulseWeight)
 	TID    uint32 // token identifier (minutes since the base date)
 }
 
@@ -113,6 +114,8 @@ func (p *Params) validate() error {
 		return fmt.Errorf("meter: params holidays: more than %d", MaxHolidays)
 	case p.LowCredit < 0 || p.EmergencyCredit < 0 || p.FriendlyLimit < 0:
 		return errors.New("meter: params credit limits: negative")
+	case p.PulseML == 0 || p.PulseML > maxPulseML:
+		return fmt.Errorf("meter: params pulse_ml: %d not in 1..%d", p.PulseML, maxPulseML)
 	}
 	return nil
 }
@@ -196,20 +199,35 @@ func (m *Meter) Params() Params {
 	return p
 }
 
-// Tick registers the flow measured since the previous tick: fwd litres
-// forward and rev litres in reverse (the pulse counters of the two
-// directions, already scaled). It charges credit and moves the valve. A
-// tick with no flow still matters: a friendly period may have ended.
-func (m *Meter) Tick(now time.Time, fwd, rev uint32) error {
+// maxPulseML bounds the pulse weight at a cubic metre per pulse.
+const maxPulseML = 1_000_000
+
+// Tick registers the flow sensor's pulses counted since the previous tick,
+// fwd forward and rev in reverse, each worth Params.PulseML millilitres.
+// It charges credit for whole litres (carrying the fraction to the next
+// tick) and moves the valve. A tick with no flow still matters: a friendly
+// period may have ended. How often to tick is the firmware's choice: every
+// tick is a journal commit.
+func (m *Meter) Tick(now time.Time, fwdPulses, revPulses uint32) error {
 	return m.update(func(s *state) error {
-		before := s.Core
+		before, fml, rml := s.Core, s.FwdML, s.RevML
+		fwd := litres(&s.FwdML, fwdPulses, s.Params.PulseML)
+		rev := litres(&s.RevML, revPulses, s.Params.PulseML)
 		eff := s.Core.Consume(&s.Params, now, fwd, rev)
-		if eff == 0 && fwd == 0 && rev == 0 && s.Core == before {
+		if eff == 0 && s.Core == before && s.FwdML == fml && s.RevML == rml {
 			return errNoChange
 		}
 		s.logEffects(now, eff, fwd)
 		return nil
 	})
+}
+
+// litres converts pulses to whole litres, carrying the millilitres left
+// over in *rem.
+func litres(rem *uint32, pulses, ml uint32) uint32 {
+	total := uint64(pulses)*uint64(ml) + uint64(*rem)
+	*rem = uint32(total % 1000)
+	return uint32(min(total/1000, 1<<32-1))
 }
 
 // Sense latches tamper conditions reported by the sensors (magnet, cover,

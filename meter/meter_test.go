@@ -165,3 +165,30 @@ func TestKeypadShortCodes(t *testing.T) {
 		t.Errorf("*99: %v", err)
 	}
 }
+
+// TestPulses: flow arrives as sensor pulses of PulseML millilitres; the
+// fraction of a litre carries over and is journaled.
+func TestPulses(t *testing.T) {
+	p := DefaultParams()
+	p.PulseML = 250
+	r := newRig(t, p, Deps{}, nil)
+	r.load(t0, r.creditVoucher(5000))
+	r.tick(t0, 4, 0) // 1 L
+	r.tick(t0, 3, 0) // 0.75 L: nothing charged yet, but remembered
+	r.boot()
+	r.tick(t0, 1, 0) // 0.25 L more: the second litre
+	if sn := r.m.Snapshot(); sn.Forward != 2 || sn.Credit != 4998 {
+		t.Fatalf("forward %d credit %d, want 2 and 4998", sn.Forward, sn.Credit)
+	}
+	r.tick(t0, 0, 4*6) // 6 L reverse: beyond the 5 L limit
+	if sn := r.m.Snapshot(); sn.Reverse != 6 || sn.Tamper&TamperReverse == 0 || sn.Credit != 4998 {
+		t.Fatalf("after reverse flow: %+v", sn)
+	}
+	if _, err := r.m.LoadVoucher(t0, r.sign(voucher.Voucher{Kind: voucher.KindSetParameter, Param: ParamPulseWeight, Value: 10000}), FromRemote); err != nil {
+		t.Fatal(err)
+	}
+	r.tick(t0, 3, 0) // 30 L
+	if sn := r.m.Snapshot(); sn.Forward != 32 {
+		t.Fatalf("forward %d after 3 pulses of 10 L", sn.Forward)
+	}
+}

@@ -35,6 +35,10 @@ type state struct {
 	LockedUntil int64  // keypad locked until this Unix time
 	CardFails   uint16 // consecutive failed card authentications
 
+	// Flow below one litre carried between ticks, in millilitres, so a
+	// pulse weight that does not divide a litre loses nothing.
+	FwdML, RevML uint32
+
 	Seq Window // voucher sequence numbers accepted
 
 	// FrameReserved is the telemetry frame counter reserved so far: the
@@ -113,6 +117,7 @@ func (s *state) marshal() []byte {
 	b = append(b, boolByte(p.CloseOnTamper), p.LockoutFree)
 	b = binary.BigEndian.AppendUint32(b, p.LockoutBase)
 	b = binary.BigEndian.AppendUint32(b, p.LockoutMax)
+	b = binary.BigEndian.AppendUint32(b, p.PulseML)
 
 	b = append(b, s.Keys.MeterKey[:]...)
 	b = append(b, s.Keys.TelemetryKey[:]...)
@@ -134,6 +139,8 @@ func (s *state) marshal() []byte {
 	b = binary.BigEndian.AppendUint16(b, s.Failures)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.LockedUntil))
 	b = binary.BigEndian.AppendUint16(b, s.CardFails)
+	b = binary.BigEndian.AppendUint32(b, s.FwdML)
+	b = binary.BigEndian.AppendUint32(b, s.RevML)
 	b = binary.BigEndian.AppendUint32(b, s.Seq.Max)
 	b = binary.BigEndian.AppendUint64(b, s.Seq.Mask)
 	b = binary.BigEndian.AppendUint32(b, s.FrameReserved)
@@ -235,6 +242,10 @@ func (s *state) unmarshal(b []byte) error {
 	p.LockoutFree = r.u8("lockout_free")
 	p.LockoutBase = r.u32("lockout_base")
 	p.LockoutMax = r.u32("lockout_max")
+	p.PulseML = r.u32("pulse_ml")
+	if p.PulseML == 0 || p.PulseML > maxPulseML {
+		r.fail("pulse_ml", "out of range")
+	}
 
 	copy(s.Keys.MeterKey[:], r.take("meter_key", 16))
 	copy(s.Keys.TelemetryKey[:], r.take("telemetry_key", 16))
@@ -266,6 +277,11 @@ func (s *state) unmarshal(b []byte) error {
 	s.Failures = r.u16("failures")
 	s.LockedUntil = r.i64("locked_until")
 	s.CardFails = r.u16("card_fails")
+	s.FwdML = r.u32("fwd_ml")
+	s.RevML = r.u32("rev_ml")
+	if s.FwdML >= 1000 || s.RevML >= 1000 {
+		r.fail("flow_ml", "remainder of a litre out of range")
+	}
 	s.Seq.Max = r.u32("voucher_seq")
 	s.Seq.Mask = r.u64("voucher_mask")
 	s.FrameReserved = r.u32("frame_reserved")

@@ -75,7 +75,15 @@ func TestTokenCredit(t *testing.T) {
 	if sn := r.m.Snapshot(); sn.Credit != 0 || sn.Status&ValveClosed == 0 {
 		t.Fatalf("after clear credit: %+v", sn)
 	}
-	_, err = r.m.EnterToken(t0, v.management(sts.SubSetWaterMeterFactor, 10))
+	if out, err := r.m.EnterToken(t0, v.management(sts.SubSetWaterMeterFactor, 250)); err != nil || out.Param != ParamPulseWeight {
+		t.Fatalf("water meter factor: %+v %v", out, err)
+	}
+	if p := r.m.Params(); p.PulseML != 250 {
+		t.Fatalf("pulse weight %d mL after the water meter factor token", p.PulseML)
+	}
+	_, err = r.m.EnterToken(t0, v.management(sts.SubSetWaterMeterFactor, 0))
+	wantErr(t, err, ErrFormat)
+	_, err = r.m.EnterToken(t0, v.management(sts.SubSetMaxPowerLimit, 10))
 	wantErr(t, err, ErrUnsupported)
 }
 

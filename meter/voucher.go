@@ -278,6 +278,7 @@ const (
 	ParamReverseLimit                      // Value: litres of reverse flow per tick tolerated
 	ParamCloseOnTamper                     // Value: 1 closes the valve on magnet or cover tamper
 	ParamUTCOffset                         // Value: int32 minutes east of UTC, two's complement
+	ParamPulseWeight                       // Value: millilitres per flow-sensor pulse, 1..1,000,000
 )
 
 func (s *state) applyVoucher(now time.Time, v *voucher.Voucher) error {
@@ -376,6 +377,11 @@ func (s *state) setParam(now time.Time, param uint16, value uint32) error {
 		next.ReverseLimit = value
 	case ParamCloseOnTamper:
 		next.CloseOnTamper = value != 0
+	case ParamPulseWeight:
+		if value == 0 || value > maxPulseML {
+			return fmt.Errorf("%w: pulse weight %d mL out of range", ErrFormat, value)
+		}
+		next.PulseML = value
 	case ParamUTCOffset:
 		off := int32(value)
 		if off < -14*60 || off > 14*60 {

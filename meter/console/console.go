@@ -145,7 +145,10 @@ func (b *Bench) Exec(line string, out io.Writer) (quit bool, err error) {
 		if perr != nil {
 			return false, perr
 		}
-		if err := m.Tick(now, fwd, rev); err != nil {
+		// The sensor counts pulses; the bench speaks litres.
+		ml := uint64(m.Params().PulseML)
+		pulses := func(l uint32) uint32 { return uint32(min(uint64(l)*1000/ml, 1<<32-1)) }
+		if err := m.Tick(now, pulses(fwd), pulses(rev)); err != nil {
 			return false, err
 		}
 		b.status(out, now)
