@@ -188,6 +188,11 @@ func (m *Meter) ID() uint64 { return m.s.ID }
 // card reader (package meter/cardport) needs it.
 func (m *Meter) CardKey() []byte { return append([]byte(nil), m.s.Keys.MeterKey[:]...) }
 
+// TelemetryKey returns the meter's telemetry key, which MACs its telemetry
+// frames (docs/telemetry.md) and its voucher receipts. Only the meter's
+// telemetry link needs it.
+func (m *Meter) TelemetryKey() [16]byte { return m.s.Keys.TelemetryKey }
+
 // Rand returns the meter's random source (Deps.Rand), for the card
 // reader's authentication challenges; nil when none was given.
 func (m *Meter) Rand() io.Reader { return m.deps.Rand }
