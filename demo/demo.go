@@ -2,22 +2,34 @@
 // real components on a throw-away data directory and says what each step did
 // and what it proved. It is both a tour for a new user and a smoke test: any
 // step that does not see what it expects fails the whole run.
+//
+// The story: a head-end starts on embedded defaults; the bootstrap
+// administrator logs in and is made to change the one-time password; the key
+// ceremony imports a (demo) STS vending key into the sealed key store; the
+// registry gets a supply group, a tariff, a vending point, a customer and an
+// STS meter, all through the HTTP API; a supervisor records a float deposit; a
+// cashier previews and sells water and retries the sale with the same
+// idempotency key; a reference meter, provisioned at the "factory" with its
+// own decoder key, accepts the tokens and refuses them typed again.
 package demo
 
 import (
 	"context"
-	"encoding/json"
+	_ "embed"
 	"fmt"
 	"io"
 	"log/slog"
-	"net/http"
 	"os"
-	"time"
+	"strings"
 
 	"sluice/auth"
 	"sluice/config"
 	"sluice/headend"
+	"sluice/kms/filekms"
 )
+
+//go:embed domestic.json
+var demoTariff []byte
 
 // Options configure a run.
 type Options struct {
@@ -34,8 +46,10 @@ type story struct {
 	log     *slog.Logger
 	dataDir string
 	he      *headend.Headend
-	client  *http.Client
 	step    int
+
+	admin, supervisor, cashier *apiClient
+	receipt                    receipt
 }
 
 func (s *story) say(format string, args ...any) {
@@ -44,7 +58,7 @@ func (s *story) say(format string, args ...any) {
 
 // Run plays the story and returns the first step that failed.
 func Run(ctx context.Context, opt Options) error {
-	s := &story{out: opt.Out, log: opt.Log, client: &http.Client{Timeout: 10 * time.Second}}
+	s := &story{out: opt.Out, log: opt.Log}
 	if s.log == nil {
 		s.log = slog.New(slog.DiscardHandler)
 	}
@@ -63,6 +77,13 @@ func Run(ctx context.Context, opt Options) error {
 	}{
 		{"Create the store and start the head-end on embedded defaults", s.start},
 		{"Probe liveness and readiness", s.probe},
+		{"First login: the bootstrap administrator must change the one-time password", s.firstLogin},
+		{"Key ceremony: import the supply group's STS vending key into the sealed key store", s.importKeys},
+		{"Registry through the API: supply group, tariff, vending point, customer, meter, staff", s.registry},
+		{"A supervisor records the vending point's float deposit", s.deposit},
+		{"A cashier previews the tariff breakdown and sells water", s.sell},
+		{"The till retries after a timeout with the same idempotency key", s.retry},
+		{"The customer types the tokens into the meter", s.meter},
 		{"Stop the head-end gracefully", s.stop},
 	}
 	defer func() {
@@ -90,7 +111,11 @@ func (s *story) start(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	s.he, err = headend.Start(ctx, cfg, s.log, headend.Options{Version: "demo", PasswordParams: &auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1}})
+	s.he, err = headend.Start(ctx, cfg, s.log, headend.Options{
+		Version:        "demo",
+		PasswordParams: &auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1},
+		KMSOptions:     filekms.Options{Time: 1, MemoryKiB: 8 * 1024, Threads: 1},
+	})
 	if err != nil {
 		return err
 	}
@@ -99,6 +124,7 @@ func (s *story) start(ctx context.Context) error {
 		return err
 	}
 	s.say("data directory %s, SQLite schema migrated to version %d of %d", s.dataDir, applied, latest)
+	s.say("sealed key store %s created with a generated passphrase (mode 0600)", cfg.KMS.File)
 	s.say("listening at %s", s.he.URL())
 	if s.he.BootstrapPassword == "" {
 		return fmt.Errorf("no bootstrap administrator was created on an empty store")
@@ -115,42 +141,46 @@ func (s *story) start(ctx context.Context) error {
 }
 
 func (s *story) probe(ctx context.Context) error {
+	c := s.client()
 	for _, p := range []string{"/healthz", "/readyz"} {
 		var body map[string]any
-		code, err := s.getJSON(ctx, p, &body)
-		if err != nil {
+		if err := c.call(ctx, "GET", p, nil, nil, 200, &body); err != nil {
 			return err
 		}
-		if code != http.StatusOK {
-			return fmt.Errorf("GET %s = %d %v", p, code, body)
-		}
-		s.say("GET %s -> %d %v", p, code, body)
+		s.say("GET %s -> 200 %v", p, body)
 	}
 	return nil
 }
 
-func (s *story) stop(ctx context.Context) error {
-	err := s.he.Shutdown(ctx)
-	s.he = nil
+func (s *story) firstLogin(ctx context.Context) error {
+	raw, err := os.ReadFile(s.he.BootstrapPath)
 	if err != nil {
 		return err
 	}
-	s.say("server drained and database closed")
+	var user, pass string
+	for _, line := range strings.Split(string(raw), "\n") {
+		if v, ok := strings.CutPrefix(line, "username: "); ok {
+			user = v
+		}
+		if v, ok := strings.CutPrefix(line, "password: "); ok {
+			pass = v
+		}
+	}
+	s.admin = s.client()
+	if err := s.admin.login(ctx, user, pass); err != nil {
+		return err
+	}
+	var e apiErr
+	if err := s.admin.call(ctx, "GET", "/api/v1/operators", nil, nil, 403, &e); err != nil {
+		return err
+	}
+	s.say("logged in as %s; GET /api/v1/operators -> 403 %s", user, e.Error.Code)
+	if err := s.admin.call(ctx, "POST", "/api/v1/auth/password", map[string]string{"current_password": pass, "new_password": "demo administrator password"}, nil, 200, nil); err != nil {
+		return err
+	}
+	if err := s.admin.call(ctx, "GET", "/api/v1/operators", nil, nil, 200, nil); err != nil {
+		return err
+	}
+	s.say("password changed; the administrator may now work")
 	return nil
-}
-
-func (s *story) getJSON(ctx context.Context, path string, v any) (int, error) {
-	req, err := http.NewRequestWithContext(ctx, "GET", s.he.URL()+path, nil)
-	if err != nil {
-		return 0, err
-	}
-	resp, err := s.client.Do(req)
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
-		return resp.StatusCode, fmt.Errorf("GET %s: %w", path, err)
-	}
-	return resp.StatusCode, nil
 }
