@@ -47,6 +47,10 @@ func commands() []command {
 		{"card", "prepaid cards: issue, load, inspect over PC/SC; emulate a card", cmdCard},
 		{"keys", "key ceremony: init, list, pubkey, rotate, import-sts", cmdKeys},
 		{"meter", "the reference meter: one on a keypad prompt, or a fleet (--meters N)", cmdMeter},
+		{"audit", "audit log: verify the hash chain and anchors, seal pending records", cmdAudit},
+		{"ledger", "ledger: check every entry against the invariants", cmdLedger},
+		{"backup", "write an online backup of the SQLite store and its sealed key store", cmdBackup},
+		{"restore", "restore a backup into a data directory, then verify audit chain and ledger", cmdRestore},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds
