@@ -187,3 +187,97 @@ func TestBootRejectsForeignDecoderState(t *testing.T) {
 	wantErr(t, err, ErrUnsupported)
 	_ = sts.StateSize
 }
+
+// TestPowerCutRandomHistories runs random histories of tokens, vouchers,
+// consumption, tamper, replays and power cuts at random bytes, against a
+// model: after every step the credit is the model's old or new value (the
+// new one whenever the step was acknowledged), and nothing acknowledged is
+// ever accepted again.
+func TestPowerCutRandomHistories(t *testing.T) {
+	x := uint64(0x5eed)
+	rnd := func(n int) int {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		return int(x % uint64(n))
+	}
+	for h := 0; h < 150; h++ {
+		v := newVend(t, "supply group 600727")
+		r := stsRig(t, DefaultParams(), v)
+		credit := int64(0)
+		var ackTokens []string
+		var ackVouchers [][]byte
+		for step := 0; step < 40; step++ {
+			var run func() error
+			var delta int64
+			switch rnd(6) {
+			case 0:
+				l := int64(100 * (1 + rnd(20)))
+				tok := v.credit(uint64(l))
+				run = func() error {
+					_, err := r.m.EnterToken(t0, tok)
+					if err == nil {
+						ackTokens = append(ackTokens, tok)
+					}
+					return err
+				}
+				delta = l
+			case 1:
+				l := int64(1 + rnd(3000))
+				b := r.creditVoucher(uint32(l))
+				run = func() error {
+					_, err := r.m.LoadVoucher(t0, b, FromRemote)
+					if err == nil {
+						ackVouchers = append(ackVouchers, b)
+					}
+					return err
+				}
+				delta = l
+			case 2:
+				l := int64(rnd(800))
+				run = func() error { return r.m.Tick(t0, uint32(l), uint32(rnd(3))) }
+				delta = -l
+			case 3:
+				run = func() error { return r.m.Sense(t0, Tamper(1<<rnd(5))) }
+			case 4:
+				if len(ackTokens) > 0 {
+					tok := ackTokens[rnd(len(ackTokens))]
+					run = func() error {
+						if _, err := r.m.EnterToken(t0, tok); err == nil {
+							t.Fatalf("history %d: acknowledged token accepted again", h)
+						}
+						return nil
+					}
+				}
+			case 5:
+				if len(ackVouchers) > 0 {
+					b := ackVouchers[rnd(len(ackVouchers))]
+					run = func() error {
+						if _, err := r.m.LoadVoucher(t0, b, FromCard); err == nil {
+							t.Fatalf("history %d: acknowledged voucher accepted again", h)
+						}
+						return nil
+					}
+				}
+			}
+			if run == nil {
+				continue
+			}
+			cut := rnd(4) == 0
+			if cut {
+				r.ee.CutPowerAfter(rnd(1500))
+			}
+			err := run()
+			acked := !errors.Is(err, ErrHalted)
+			r.boot() // every step ends with a power cycle, cut or not
+			got := r.m.Snapshot().Credit
+			switch {
+			case got == credit+delta:
+				credit = got
+			case got == credit && !acked:
+			default:
+				t.Fatalf("history %d step %d: credit %d, model %d (+%d), acknowledged %v, err %v", h, step, got, credit, delta, acked, err)
+			}
+		}
+	}
+}
