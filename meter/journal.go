@@ -120,6 +120,11 @@ func (j *journal) commit(payload []byte) error {
 	if j.cur < 0 {
 		seq = 1
 	}
+	if j.cur >= 0 && j.seq == 1<<32-1 {
+		// A wrapped sequence number would make boot prefer the older
+		// record. At one commit a second this is 136 years away.
+		return errors.New("meter: journal sequence numbers exhausted")
+	}
 	rec := make([]byte, 0, journalHeader+len(payload)+journalTrailer)
 	rec = append(rec, 'S', 'J', journalVersion, 0)
 	rec = binary.BigEndian.AppendUint32(rec, seq)

@@ -147,7 +147,7 @@ func (s *state) marshal() []byte {
 	b = binary.BigEndian.AppendUint32(b, s.EventSeq)
 	b = append(b, byte(len(s.Events)))
 	for _, e := range s.Events {
-		b = binary.BigEndian.AppendUint32(b, uint32(e.Time.Unix()-epoch2000))
+		b = binary.BigEndian.AppendUint32(b, uint32(min(max(e.Time.Unix()-epoch2000, 0), 1<<32-1)))
 		b = append(b, byte(e.Kind), byte(e.Reason))
 		b = binary.BigEndian.AppendUint64(b, uint64(e.Value))
 	}

@@ -119,7 +119,7 @@ func (r *Receipt) body() []byte {
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Amount))
 	b = binary.BigEndian.AppendUint64(b, uint64(r.Credit))
 	b = binary.BigEndian.AppendUint64(b, r.Loaded)
-	return binary.BigEndian.AppendUint32(b, uint32(r.Time.Unix()-epoch2000))
+	return binary.BigEndian.AppendUint32(b, uint32(min(max(r.Time.Unix()-epoch2000, 0), 1<<32-1)))
 }
 
 func receiptMAC(key [16]byte, body []byte) [8]byte {
