@@ -154,6 +154,8 @@ func New(cfg Config, up Uplink, vendor Vendor) (*Fleet, error) {
 		return nil, errors.New("sim: params unit: the emulator runs litre meters")
 	case up == nil:
 		return nil, errors.New("sim: uplink: required")
+	case cfg.LeakShare < 0 || cfg.TamperShare < 0 || cfg.LeakShare+cfg.TamperShare > 1:
+		return nil, fmt.Errorf("sim: leak share %v and tamper share %v: each from 0, together at most 1", cfg.LeakShare, cfg.TamperShare)
 	}
 	if cfg.FirstID == 0 {
 		cfg.FirstID = 1

@@ -222,3 +222,28 @@ func TestFleetWithoutVending(t *testing.T) {
 		t.Errorf("%d L flowed through closed valves", after-before)
 	}
 }
+
+func TestNewRefusesBadConfig(t *testing.T) {
+	good := Config{Meters: 1, Start: start, Step: time.Minute, Report: time.Hour, Params: meter.DefaultParams()}
+	bad := map[string]func(c *Config){
+		"no meters":       func(c *Config) { c.Meters = 0 },
+		"step too long":   func(c *Config) { c.Step = 2 * time.Hour },
+		"report < step":   func(c *Config) { c.Report = time.Second },
+		"currency meters": func(c *Config) { c.Params.Unit = meter.Minor },
+		"shares above 1":  func(c *Config) { c.LeakShare, c.TamperShare = 0.8, 0.3 },
+		"negative share":  func(c *Config) { c.LeakShare = -0.1 },
+	}
+	if _, err := New(good, &Counter{}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(good, nil, nil); err == nil {
+		t.Error("no uplink accepted")
+	}
+	for name, f := range bad {
+		c := good
+		f(&c)
+		if _, err := New(c, &Counter{}, nil); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
+	}
+}
