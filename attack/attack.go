@@ -26,6 +26,11 @@ const (
 	Pending Outcome = "pending"
 	// Error: the attack could not be played (a component failed to start).
 	Error Outcome = "error"
+	// Reproduced marks a case that demonstrates a weakness on a legacy
+	// configuration Sluice supports but does not recommend (DKGA02): the
+	// attack working there is evidence that the lab's attack is real. It
+	// never makes an attack count as defeated on its own.
+	Reproduced Outcome = "reproduced"
 )
 
 // Case is one sub-attack and what was observed.
@@ -75,6 +80,17 @@ func (r *Recorder) Observe(name string, defended bool, format string, args ...an
 	o := Succeeded
 	if defended {
 		o = Defeated
+	}
+	r.cases = append(r.cases, Case{Name: name, Outcome: o, Evidence: fmt.Sprintf(format, args...)})
+}
+
+// Reproduced records a case that reproduces a known weakness of a legacy
+// configuration; ok false means the lab failed to reproduce it, which is a
+// broken harness (an error), not a defence.
+func (r *Recorder) Reproduced(name string, ok bool, format string, args ...any) {
+	o := Reproduced
+	if !ok {
+		o = Error
 	}
 	r.cases = append(r.cases, Case{Name: name, Outcome: o, Evidence: fmt.Sprintf(format, args...)})
 }
@@ -219,7 +235,7 @@ func judge(cs []Case) Outcome {
 	if len(cs) == 0 {
 		return Error
 	}
-	out := Defeated
+	out, defeated := Defeated, 0
 	for _, c := range cs {
 		switch c.Outcome {
 		case Succeeded:
@@ -230,7 +246,12 @@ func judge(cs []Case) Outcome {
 			if out == Defeated {
 				out = Pending
 			}
+		case Defeated:
+			defeated++
 		}
+	}
+	if out == Defeated && defeated == 0 {
+		return Error
 	}
 	return out
 }

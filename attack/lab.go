@@ -43,6 +43,9 @@ type Lab struct {
 
 	opt Options
 	dir string
+	// vending holds the vending keys as the utility's key file gave them,
+	// by KMS name, so the readout attack can search dumps for them.
+	vending map[string][]byte
 }
 
 // Supply group codes of the lab's two STS groups.
@@ -83,16 +86,18 @@ func NewLab(ctx context.Context, opt Options) (*Lab, error) {
 	// Vending keys as a utility's key file supplies them: the default
 	// group at revisions 1 and 2 (for key changes), and a legacy group.
 	rnd := stream(opt.Seed, "vending keys")
-	vk := func(k kms.Kind) []byte {
-		b := make([]byte, k.SecretSize())
-		rnd.Read(b)
-		return b
+	vks := []keys.VendingKey{
+		{SGC: labSGC04, KRN: 1, Kind: kms.STSDKGA04},
+		{SGC: labSGC04, KRN: 2, Kind: kms.STSDKGA04},
+		{SGC: labSGC02, KRN: 1, Kind: kms.STSDKGA02},
 	}
-	if _, err := keys.ImportVendingKeys(ctx, st, []keys.VendingKey{
-		{SGC: labSGC04, KRN: 1, Kind: kms.STSDKGA04, Key: vk(kms.STSDKGA04)},
-		{SGC: labSGC04, KRN: 2, Kind: kms.STSDKGA04, Key: vk(kms.STSDKGA04)},
-		{SGC: labSGC02, KRN: 1, Kind: kms.STSDKGA02, Key: vk(kms.STSDKGA02)},
-	}); err != nil {
+	l.vending = map[string][]byte{}
+	for i := range vks {
+		vks[i].Key = make([]byte, vks[i].Kind.SecretSize())
+		rnd.Read(vks[i].Key)
+		l.vending[vks[i].Name()] = vks[i].Key
+	}
+	if _, err := keys.ImportVendingKeys(ctx, st, vks); err != nil {
 		return nil, fmt.Errorf("import vending keys: %w", err)
 	}
 	ok = true
@@ -210,8 +215,8 @@ type LabMeter struct {
 
 // MeterSpec adjusts a lab meter.
 type MeterSpec struct {
-	STS    *STSGroup                // nil: no keypad tokens
-	Params func(p *meter.Params)    // nil: meter.DefaultParams
+	STS    *STSGroup                             // nil: no keypad tokens
+	Params func(p *meter.Params)                 // nil: meter.DefaultParams
 	Ring   func(voucher.Keyring) voucher.Keyring // nil: the KMS's trusted keys
 }
 

@@ -1,12 +1,10 @@
 package attack
 
-func readout() Attack        { return Attack{ID: "5"} }
-func dkga() Attack           { return Attack{ID: "6"} }
-func stsTokens() Attack      { return Attack{ID: "7"} }
-func guessing() Attack       { return Attack{ID: "8"} }
-func vouchers() Attack       { return Attack{ID: "9"} }
-func firmwareAttack() Attack { return Attack{ID: "10"} }
+func stsTokens() Attack       { return Attack{ID: "7"} }
+func guessing() Attack        { return Attack{ID: "8"} }
+func vouchers() Attack        { return Attack{ID: "9"} }
+func firmwareAttack() Attack  { return Attack{ID: "10"} }
 func telemetryFrames() Attack { return Attack{ID: "11"} }
-func unsoldCredit() Attack   { return Attack{ID: "11b"} }
-func headendAttack() Attack  { return Attack{ID: "12"} }
+func unsoldCredit() Attack    { return Attack{ID: "11b"} }
+func headendAttack() Attack   { return Attack{ID: "12"} }
 func wmbusDefaultKey() Attack { return Attack{ID: "13"} }
