@@ -43,8 +43,10 @@ type Reading struct {
 	Loaded  uint64
 	Status  meter.Status
 	Tamper  meter.Tamper
-	// Interval is the litres registered since the previous reading.
+	// Interval is the litres registered since the previous reading,
+	// Period ago.
 	Interval uint32
+	Period   time.Duration
 }
 
 // Uplink carries what meters send to the head-end. The telemetry package
@@ -274,7 +276,7 @@ func (f *Fleet) Step() error {
 		if int64(i)%reportEvery == slot {
 			r := Reading{MeterID: id, Time: f.now, Unit: meter.Litres, Forward: h.core.Forward, Reverse: h.core.Reverse,
 				Credit: h.core.Credit, Loaded: h.core.Loaded, Status: h.core.Status, Tamper: h.core.Tamper,
-				Interval: uint32(h.core.Forward) - h.lastFwd}
+				Interval: uint32(h.core.Forward) - h.lastFwd, Period: f.cfg.Report}
 			h.lastFwd = uint32(h.core.Forward)
 			f.stats.Readings++
 			if err := f.up.Reading(&r); err != nil {
