@@ -72,6 +72,7 @@ type Tx interface {
 	Audit() Audit
 	Credentials() Credentials
 	EngineeringRequests() EngineeringRequests
+	Campaigns() Campaigns
 }
 
 // Operator is a person or terminal allowed to act on the head-end.

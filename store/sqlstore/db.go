@@ -221,6 +221,7 @@ func (t *tx) Ledger() store.Ledger                           { return ledger{t} 
 func (t *tx) Audit() store.Audit                             { return auditLog{t} }
 func (t *tx) Credentials() store.Credentials                 { return credentials{t} }
 func (t *tx) EngineeringRequests() store.EngineeringRequests { return engRequests{t} }
+func (t *tx) Campaigns() store.Campaigns                     { return campaigns{t} }
 
 // nullID stores a zero ID as NULL (no reference).
 func nullID(id int64) any {
