@@ -1,7 +1,5 @@
 package attack
 
-func stsTokens() Attack       { return Attack{ID: "7"} }
-func guessing() Attack        { return Attack{ID: "8"} }
 func vouchers() Attack        { return Attack{ID: "9"} }
 func firmwareAttack() Attack  { return Attack{ID: "10"} }
 func telemetryFrames() Attack { return Attack{ID: "11"} }
