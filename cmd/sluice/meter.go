@@ -77,7 +77,7 @@ func meterBench(ctx context.Context, sio stdio, path string, id uint64, start ti
 		if err := b.Boot(); err != nil {
 			return fmt.Errorf("--flash %s: %w", path, err)
 		}
-		if b.Demo, err = console.OpenDemo(b.Meter(), meterLastTID(b.Meter(), b.Storage)); err != nil {
+		if b.Demo, err = console.OpenDemo(b.Meter(), meterLastTID(b.Storage)); err != nil {
 			return err
 		}
 	case path != "" && !errors.Is(err, os.ErrNotExist):
@@ -105,7 +105,7 @@ func mustDump(st meter.Storage) []byte {
 
 // meterLastTID finds the newest TID in the demo meter's STS memory, so the
 // demo vending point continues above it.
-func meterLastTID(m *meter.Meter, st meter.Storage) uint32 {
+func meterLastTID(st meter.Storage) uint32 {
 	im, err := meter.ParseImage(mustDump(st), meter.DefaultPageSize)
 	if err != nil {
 		return 0
