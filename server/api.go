@@ -141,6 +141,12 @@ func (c *call) queryInt(name string, def, min, max int) (int, error) {
 	return n, nil
 }
 
+// search reads the q and limit parameters of a search route.
+func (c *call) search() (string, int, error) {
+	limit, err := c.queryInt("limit", 20, 1, 200)
+	return strings.TrimSpace(c.r.URL.Query().Get("q")), limit, err
+}
+
 // apiError is the JSON error body: a stable code for programs, a message
 // for people, and the field at fault when there is one.
 type apiError struct {

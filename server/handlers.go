@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"sluice/auth"
@@ -215,39 +214,25 @@ func (s *Server) vendorView(ctx context.Context, tx store.Tx, v store.Vendor) (V
 }
 
 func (s *Server) listVendors(c *call) error {
-	var out []Vendor
-	err := s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+	return readJSON(c, func(tx store.Tx) ([]Vendor, error) {
 		vs, err := tx.Vendors().List(c.ctx())
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out = make([]Vendor, 0, len(vs))
+		out := make([]Vendor, 0, len(vs))
 		for _, v := range vs {
 			vv, err := s.vendorView(c.ctx(), tx, v)
 			if err != nil {
-				return err
+				return nil, err
 			}
 			out = append(out, vv)
 		}
-		return nil
+		return out, nil
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 func (s *Server) vendorResponse(c *call, status int, v store.Vendor) error {
-	var out Vendor
-	err := s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
-		var err error
-		out, err = s.vendorView(c.ctx(), tx, v)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return c.json(status, out)
+	return readJSONStatus(c, status, func(tx store.Tx) (Vendor, error) { return s.vendorView(c.ctx(), tx, v) })
 }
 
 func (s *Server) createVendor(c *call) error {
@@ -293,19 +278,10 @@ func supplyGroupView(g store.SupplyGroup) SupplyGroup {
 }
 
 func (s *Server) listSupplyGroups(c *call) error {
-	var out []SupplyGroup
-	err := s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+	return readJSON(c, func(tx store.Tx) ([]SupplyGroup, error) {
 		gs, err := tx.SupplyGroups().List(c.ctx())
-		out = make([]SupplyGroup, 0, len(gs))
-		for _, g := range gs {
-			out = append(out, supplyGroupView(g))
-		}
-		return err
+		return mapSlice(gs, supplyGroupView), err
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 func (s *Server) putSupplyGroup(c *call) error {
@@ -327,18 +303,10 @@ func (s *Server) putSupplyGroup(c *call) error {
 }
 
 func (s *Server) listTariffs(c *call) error {
-	out := []json.RawMessage{}
-	err := s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+	return readJSON(c, func(tx store.Tx) ([]json.RawMessage, error) {
 		ts, err := tx.Tariffs().List(c.ctx())
-		for _, t := range ts {
-			out = append(out, json.RawMessage(t.Definition))
-		}
-		return err
+		return mapSlice(ts, func(t store.Tariff) json.RawMessage { return t.Definition }), err
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 func (s *Server) putTariff(c *call) error {
@@ -358,23 +326,14 @@ func customerView(cu store.Customer) Customer {
 }
 
 func (s *Server) searchCustomers(c *call) error {
-	limit, err := c.queryInt("limit", 20, 1, 200)
+	q, limit, err := c.search()
 	if err != nil {
 		return err
 	}
-	q := strings.TrimSpace(c.r.URL.Query().Get("q"))
-	out := []Customer{}
-	err = s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+	return readJSON(c, func(tx store.Tx) ([]Customer, error) {
 		cs, err := tx.Customers().Search(c.ctx(), q, limit)
-		for _, cu := range cs {
-			out = append(out, customerView(cu))
-		}
-		return err
+		return mapSlice(cs, customerView), err
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 func (s *Server) createCustomer(c *call) error {
@@ -390,26 +349,15 @@ func (s *Server) createCustomer(c *call) error {
 }
 
 func (s *Server) getCustomer(c *call) error {
-	var out CustomerDetail
-	err := s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+	return readJSON(c, func(tx store.Tx) (CustomerDetail, error) {
 		cu, err := tx.Customers().ByAccount(c.ctx(), c.r.PathValue("account"))
 		if err != nil {
-			return err
+			return CustomerDetail{}, err
 		}
 		ms, err := tx.Meters().ByCustomer(c.ctx(), cu.ID)
-		if err != nil {
-			return err
-		}
-		out = CustomerDetail{Customer: customerView(cu), Meters: []Meter{}}
-		for _, m := range ms {
-			out.Meters = append(out.Meters, meterView(m, cu.Account))
-		}
-		return nil
+		return CustomerDetail{Customer: customerView(cu),
+			Meters: mapSlice(ms, func(m store.Meter) Meter { return meterView(m, cu.Account) })}, err
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 func (s *Server) takeOnDebt(c *call) error {
@@ -447,49 +395,31 @@ func meterViews(ctx context.Context, tx store.Tx, ms []store.Meter) ([]Meter, er
 }
 
 func (s *Server) searchMeters(c *call) error {
-	limit, err := c.queryInt("limit", 20, 1, 200)
+	q, limit, err := c.search()
 	if err != nil {
 		return err
 	}
-	q := strings.TrimSpace(c.r.URL.Query().Get("q"))
-	var out []Meter
-	err = s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+	return readJSON(c, func(tx store.Tx) ([]Meter, error) {
 		ms, err := tx.Meters().Search(c.ctx(), q, limit)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		out, err = meterViews(c.ctx(), tx, ms)
-		return err
+		return meterViews(c.ctx(), tx, ms)
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
-}
-
-func (s *Server) meterByNumber(c *call) (store.Meter, Meter, error) {
-	var m store.Meter
-	var view Meter
-	err := s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
-		var err error
-		if m, err = tx.Meters().ByNumber(c.ctx(), c.r.PathValue("number")); err != nil {
-			return err
-		}
-		vs, err := meterViews(c.ctx(), tx, []store.Meter{m})
-		if err == nil {
-			view = vs[0]
-		}
-		return err
-	})
-	return m, view, err
 }
 
 func (s *Server) getMeter(c *call) error {
-	_, v, err := s.meterByNumber(c)
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, v)
+	return readJSON(c, func(tx store.Tx) (Meter, error) {
+		m, err := tx.Meters().ByNumber(c.ctx(), c.r.PathValue("number"))
+		if err != nil {
+			return Meter{}, err
+		}
+		vs, err := meterViews(c.ctx(), tx, []store.Meter{m})
+		if err != nil {
+			return Meter{}, err
+		}
+		return vs[0], nil
+	})
 }
 
 func (s *Server) createMeter(c *call) error {
@@ -516,33 +446,34 @@ func (s *Server) assignMeter(c *call) error {
 	return c.json(http.StatusOK, meterView(m, req.Customer))
 }
 
+func tokenView(t store.Token) TokenRow {
+	row := TokenRow{Kind: t.Kind, Purchase: t.PurchaseID, Request: t.RequestID, Class: t.Class, Subclass: t.Subclass,
+		TID: t.TID, Token: t.Digits, Sequence: t.VoucherSeq, Litres: t.Litres, CreatedAt: t.CreatedAt}
+	if !t.DeliveredAt.IsZero() {
+		d := t.DeliveredAt
+		row.Delivered = &d
+	}
+	return row
+}
+
+func purchaseView(p store.Purchase) PurchaseRow {
+	return PurchaseRow{ID: p.ID, Reference: vend.Reference(p.ID), Tendered: p.TenderedCents, Paid: p.PaidCents,
+		Litres: p.Litres, State: p.State, CreatedAt: p.CreatedAt}
+}
+
 func (s *Server) meterTokens(c *call) error {
 	limit, err := c.queryInt("limit", 50, 1, 500)
 	if err != nil {
 		return err
 	}
-	m, _, err := s.meterByNumber(c)
-	if err != nil {
-		return err
-	}
-	out := []TokenRow{}
-	err = s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
-		ts, err := tx.Tokens().ByMeter(c.ctx(), m.ID, limit)
-		for _, t := range ts {
-			row := TokenRow{Kind: t.Kind, Purchase: t.PurchaseID, Request: t.RequestID, Class: t.Class, Subclass: t.Subclass,
-				TID: t.TID, Token: t.Digits, Sequence: t.VoucherSeq, Litres: t.Litres, CreatedAt: t.CreatedAt}
-			if !t.DeliveredAt.IsZero() {
-				d := t.DeliveredAt
-				row.Delivered = &d
-			}
-			out = append(out, row)
+	return readJSON(c, func(tx store.Tx) ([]TokenRow, error) {
+		m, err := tx.Meters().ByNumber(c.ctx(), c.r.PathValue("number"))
+		if err != nil {
+			return nil, err
 		}
-		return err
+		ts, err := tx.Tokens().ByMeter(c.ctx(), m.ID, limit)
+		return mapSlice(ts, tokenView), err
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 func (s *Server) meterPurchases(c *call) error {
@@ -550,23 +481,14 @@ func (s *Server) meterPurchases(c *call) error {
 	if err != nil {
 		return err
 	}
-	m, _, err := s.meterByNumber(c)
-	if err != nil {
-		return err
-	}
-	out := []PurchaseRow{}
-	err = s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
-		ps, err := tx.Purchases().ByMeter(c.ctx(), m.ID, limit)
-		for _, p := range ps {
-			out = append(out, PurchaseRow{ID: p.ID, Reference: vend.Reference(p.ID), Tendered: p.TenderedCents, Paid: p.PaidCents,
-				Litres: p.Litres, State: p.State, CreatedAt: p.CreatedAt})
+	return readJSON(c, func(tx store.Tx) ([]PurchaseRow, error) {
+		m, err := tx.Meters().ByNumber(c.ctx(), c.r.PathValue("number"))
+		if err != nil {
+			return nil, err
 		}
-		return err
+		ps, err := tx.Purchases().ByMeter(c.ctx(), m.ID, limit)
+		return mapSlice(ps, purchaseView), err
 	})
-	if err != nil {
-		return err
-	}
-	return c.json(http.StatusOK, out)
 }
 
 // --- vending
@@ -670,4 +592,31 @@ func (s *Server) auditRecords(c *call) error {
 		return err
 	}
 	return c.json(http.StatusOK, out)
+}
+
+// readJSON answers with what fn reads in one read-only transaction.
+func readJSON[T any](c *call, fn func(tx store.Tx) (T, error)) error {
+	return readJSONStatus(c, http.StatusOK, fn)
+}
+
+func readJSONStatus[T any](c *call, status int, fn func(tx store.Tx) (T, error)) error {
+	var out T
+	err := c.s.cfg.Store.Read(c.ctx(), func(tx store.Tx) error {
+		var err error
+		out, err = fn(tx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return c.json(status, out)
+}
+
+// mapSlice converts every element; never nil, so lists encode as [].
+func mapSlice[T, U any](in []T, f func(T) U) []U {
+	out := make([]U, 0, len(in))
+	for _, v := range in {
+		out = append(out, f(v))
+	}
+	return out
 }
