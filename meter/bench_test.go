@@ -1,6 +1,7 @@
 package meter
 
 import (
+	"runtime"
 	"testing"
 
 	"sluice/sts"
@@ -56,4 +57,49 @@ func BenchmarkTick(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkBoot: a cold boot, both banks read and the state decoded.
+func BenchmarkBoot(b *testing.B) {
+	v := newVend(b, "supply group 600727")
+	r := stsRig(b, DefaultParams(), v)
+	r.load(t0, r.creditVoucher(100))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := Boot(r.ee, Deps{}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkFullMeterMemory: the heap one full Meter takes (EEPROM image,
+// state, STS decoder state), which is why the fleet emulator keeps a
+// Core per meter instead.
+func BenchmarkFullMeterMemory(b *testing.B) {
+	const n = 1000
+	v := newVend(b, "supply group 600727")
+	var per float64
+	for i := 0; i < b.N; i++ {
+		ms := make([]*Meter, n)
+		var before, after runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&before)
+		for j := range ms {
+			ee := NewEEPROM(DefaultEEPROMSize, DefaultPageSize)
+			cfg := v.cfg
+			if err := Format(ee, Provision{ID: uint64(j + 1), Params: DefaultParams(), Keys: testKeys(), STS: &cfg}); err != nil {
+				b.Fatal(err)
+			}
+			m, err := Boot(ee, Deps{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			ms[j] = m
+		}
+		runtime.GC()
+		runtime.ReadMemStats(&after)
+		per = float64(after.HeapAlloc-before.HeapAlloc) / n
+		runtime.KeepAlive(ms)
+	}
+	b.ReportMetric(per, "bytes/meter")
 }
