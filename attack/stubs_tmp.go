@@ -1,7 +1,5 @@
 package attack
 
-func vouchers() Attack        { return Attack{ID: "9"} }
-func firmwareAttack() Attack  { return Attack{ID: "10"} }
 func telemetryFrames() Attack { return Attack{ID: "11"} }
 func unsoldCredit() Attack    { return Attack{ID: "11b"} }
 func headendAttack() Attack   { return Attack{ID: "12"} }
