@@ -72,6 +72,9 @@ type Tx interface {
 	Audit() Audit
 	Credentials() Credentials
 	EngineeringRequests() EngineeringRequests
+	Reports() Reports
+	Channels() Channels
+	Webhooks() Webhooks
 	Campaigns() Campaigns
 }
 
