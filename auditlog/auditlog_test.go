@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sluice/audit"
 	"sluice/auditlog"
 	"sluice/keys"
@@ -467,5 +469,28 @@ func TestAnchorFormat(t *testing.T) {
 	rand.Read(sig[10:12])
 	if err := a.VerifyAnchor(msg, sig); err == nil {
 		t.Error("altered anchor accepted")
+	}
+}
+
+func TestCollector(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	sealed(t, db, nil, 4)
+	appendN(t, db, 5, 2)
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(auditlog.NewCollector(db))
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			if g := m.GetGauge(); g != nil {
+				got[mf.GetName()] = g.GetValue()
+			}
+		}
+	}
+	if got["sluice_audit_pending_records"] != 2 || got["sluice_audit_sealed_records"] != 4 {
+		t.Fatalf("metrics %v", got)
 	}
 }
