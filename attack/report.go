@@ -36,7 +36,7 @@ func WriteTable(w io.Writer, reports []Report, seed uint64) error {
 		fmt.Fprintf(w, "  weakness: %s\n", r.Weakness)
 		fmt.Fprintf(w, "  defence:  %s\n", r.Defence)
 		for _, c := range r.Cases {
-			fmt.Fprintf(w, "  - %s: %s: %s\n", outcomeLabel(c.Outcome), c.Name, c.Evidence)
+			fmt.Fprintf(w, "  - %s: %s: %s\n", outcomeLabel(c.Outcome), c.Name, strings.TrimPrefix(c.Evidence, "PENDING: "))
 		}
 		if r.Error != "" {
 			fmt.Fprintf(w, "  - ERROR     %s\n", r.Error)
