@@ -72,6 +72,8 @@ type Tx interface {
 	Audit() Audit
 	Credentials() Credentials
 	EngineeringRequests() EngineeringRequests
+	Telemetry() Telemetry
+	Alerts() Alerts
 	Reports() Reports
 	Channels() Channels
 	Webhooks() Webhooks

@@ -221,6 +221,8 @@ func (t *tx) Ledger() store.Ledger                           { return ledger{t} 
 func (t *tx) Audit() store.Audit                             { return auditLog{t} }
 func (t *tx) Credentials() store.Credentials                 { return credentials{t} }
 func (t *tx) EngineeringRequests() store.EngineeringRequests { return engRequests{t} }
+func (t *tx) Telemetry() store.Telemetry                     { return telemetry{t} }
+func (t *tx) Alerts() store.Alerts                           { return alerts{t} }
 func (t *tx) Reports() store.Reports                         { return reports{t} }
 func (t *tx) Channels() store.Channels                       { return channels{t} }
 func (t *tx) Webhooks() store.Webhooks                       { return webhooks{t} }
