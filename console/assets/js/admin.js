@@ -1,0 +1,149 @@
+// Administration: operators and their roles, API keys, and the audit log.
+import { h, clear, field, errorBox, table, badge, when, toast } from "./dom.js";
+import * as api from "./api.js";
+
+const ROLES = [
+  { value: "vendor", label: "Vendor (cashier)" },
+  { value: "supervisor", label: "Supervisor" },
+  { value: "engineer", label: "Engineer" },
+  { value: "auditor", label: "Auditor" },
+  { value: "admin", label: "Administrator" },
+];
+
+export async function operatorsPage(ctx) {
+  const { main, role, me } = ctx;
+  const admin = api.can(role, "POST", "/operators");
+  const list = h("section", { class: "card", id: "operators" }, h("h2", {}, "Operators"));
+  const keys = h("section", { class: "card", id: "api-keys" }, h("h2", {}, "API keys (vending terminals and channels)"));
+  clear(main).append(h("h1", {}, "Operators and roles"));
+  if (admin) main.append(createForm());
+  main.append(list);
+  if (api.can(role, "GET", "/api-keys")) main.append(keys);
+
+  let vendors = [];
+  if (api.can(role, "GET", "/vendors")) vendors = await api.get("/vendors").catch(() => []);
+  await refresh();
+
+  async function refresh() {
+    clear(list).append(h("h2", {}, "Operators"));
+    try {
+      const ops = await api.get("/operators");
+      list.append(table([
+        { label: "Username", value: o => h("strong", {}, o.username) },
+        { label: "Name", value: o => o.display_name },
+        { label: "Role", value: o => admin && o.username !== me.operator.username ? roleSelect(o) : o.role },
+        { label: "Vending point", value: o => o.vendor || "—" },
+        { label: "State", value: o => [o.disabled ? badge("disabled", "bad") : badge("active", "ok"), o.must_change_password ? [" ", badge("one-time password", "warn")] : null] },
+        { label: "", value: o => admin && o.username !== me.operator.username ? h("button", { type: "button", class: o.disabled ? "" : "danger", onclick: () => change(o, { disabled: !o.disabled }) }, o.disabled ? "Enable" : "Disable") : null },
+      ], ops));
+    } catch (e) { list.append(errorBox(e)); }
+    if (!keys.isConnected) return;
+    clear(keys).append(h("h2", {}, "API keys (vending terminals and channels)"));
+    try {
+      const ks = await api.get("/api-keys");
+      keys.append(table([
+        { label: "Prefix", value: k => k.prefix, mono: true },
+        { label: "Operator", value: k => k.operator },
+        { label: "Label", value: k => k.label },
+        { label: "Created", value: k => when(k.created_at) },
+        { label: "State", value: k => k.revoked_at ? badge("revoked " + when(k.revoked_at), "bad") : badge("active", "ok") },
+        { label: "", value: k => admin && !k.revoked_at ? h("button", { type: "button", class: "danger", onclick: async () => {
+          if (!confirm("Revoke API key " + k.prefix + "…? Terminals using it stop working at once.")) return;
+          try { await api.del("/api-keys/" + k.id); toast("Key revoked."); refresh(); } catch (e) { toast(e.message); }
+        } }, "Revoke") : null },
+      ], ks, { empty: "No API keys." }));
+    } catch (e) { keys.append(errorBox(e)); }
+  }
+
+  function roleSelect(o) {
+    const sel = h("select", { "aria-label": "Role of " + o.username, onchange: () => {
+      const body = { role: sel.value };
+      if (sel.value === "vendor" && !o.vendor) {
+        const v = prompt("Vending point code for this cashier:", vendors[0]?.code || "");
+        if (!v) { sel.value = o.role; return; }
+        body.vendor = v;
+      }
+      change(o, body);
+    } }, ROLES.map(r => h("option", { value: r.value, selected: r.value === o.role || undefined }, r.label)));
+    return sel;
+  }
+
+  async function change(o, body) {
+    try {
+      await api.patch("/operators/" + api.q(o.username), body);
+      toast("Operator " + o.username + " updated.");
+    } catch (e) { toast(e.message); }
+    refresh();
+  }
+
+  function createForm() {
+    const user = field("Username", { required: true, autocomplete: "off", pattern: "[a-z0-9._-]+", id: "new-username" }, "Lower case letters, digits, . _ -");
+    const name = field("Display name", { required: true, autocomplete: "off", id: "new-display" });
+    const r = field("Role", { tag: "select", options: ROLES, id: "new-role" });
+    const vend = field("Vending point (cashiers)", { tag: "select", id: "new-vendor", options: [{ value: "", label: "—" }, ...vendors.map(v => ({ value: v.code, label: v.code + " " + v.name }))] });
+    const out = h("div", { "aria-live": "polite" });
+    // Vendors load after the form is built; fill the list when they arrive.
+    api.get("/vendors").then(vs => { for (const v of vs) vend.input.append(h("option", { value: v.code }, v.code + " — " + v.name)); }).catch(() => {});
+    return h("section", { class: "card" }, h("h2", {}, "New operator"),
+      h("form", { id: "operator-form", onsubmit: async e => {
+        e.preventDefault();
+        clear(out);
+        try {
+          const res = await api.post("/operators", { username: user.input.value.trim(), display_name: name.input.value.trim(), role: r.input.value, vendor: vend.input.value || undefined });
+          out.append(h("div", { class: "success", role: "alert" }, "Operator ", h("strong", {}, res.operator.username), " created. One-time password (shown once; hand it over in person): ",
+            h("code", { class: "mono", id: "one-time-password" }, res.one_time_password)));
+          e.target.reset();
+          refresh();
+        } catch (err) { out.append(errorBox(err)); }
+      } }, h("div", { class: "row" }, user.el, name.el, r.el, vend.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Create operator"))), out);
+  }
+}
+
+export async function auditPage(ctx) {
+  const { main, role } = ctx;
+  const verify = api.find("GET", /^\/audit\/(verify|verification|status)$/) || api.find("POST", /^\/audit\/verify$/);
+  const status = h("section", { class: "card", id: "audit-status" }, h("h2", {}, "Chain verification"));
+  const list = h("section", { class: "card", id: "audit-records" });
+  const from = field("From sequence number", { id: "audit-from", inputmode: "numeric", value: "1" });
+  clear(main).append(h("h1", {}, "Audit log"), status,
+    h("form", { class: "row card", onsubmit: e => { e.preventDefault(); load(Number(from.input.value) || 1); } }, from.el, h("button", { type: "submit", class: "primary" }, "Show")),
+    list);
+
+  if (verify) {
+    const method = api.has("GET", verify) ? "GET" : "POST";
+    const btn = h("button", { type: "button", class: "primary", id: "verify-btn", onclick: () => runVerify() }, "Verify the chain now");
+    const out = h("div", { id: "verify-result", "aria-live": "polite" });
+    status.append(out, btn);
+    async function runVerify() {
+      clear(out).append(h("p", { class: "muted" }, "Verifying…"));
+      try {
+        const r = await api.call(method, verify);
+        const ok = r.ok ?? r.valid ?? r.verified ?? (r.status === "ok");
+        clear(out).append(h("p", { class: ok ? "success" : "error", role: "status" },
+          ok ? "The chain verifies" : "The chain does NOT verify", r.records != null ? " (" + r.records + " records)" : "", r.first_bad != null ? ": first bad record " + r.first_bad : "", r.reason ? ": " + r.reason : "", r.message ? ": " + r.message : ""));
+      } catch (e) { clear(out).append(errorBox(e)); }
+    }
+    if (api.can(role, method, verify)) runVerify(); else btn.disabled = true;
+  } else {
+    status.append(h("p", {}, "Each record carries the hash of the one before it; the head-end seals them in order. This head-end does not offer verification over the API yet: run ",
+      h("code", {}, "sluice audit verify"), " on the server to check the whole chain."));
+  }
+  await load(1);
+
+  async function load(start) {
+    clear(list).append(h("h2", {}, "Records from #" + start));
+    try {
+      const rows = await api.get("/audit?from=" + start + "&limit=100");
+      list.append(table([
+        { label: "#", value: r => String(r.seq), num: true },
+        { label: "When", value: r => when(r.at) },
+        { label: "Actor", value: r => r.actor },
+        { label: "Action", value: r => r.action },
+        { label: "Object", value: r => r.object },
+        { label: "Details", value: r => h("code", { class: "details" }, r.details) },
+        { label: "Hash", value: r => h("span", { title: r.hash }, (r.hash || "").slice(0, 12) + "…"), mono: true },
+      ], rows, { empty: "No sealed records from here (records are sealed into the chain a moment after they happen)." }));
+      if (rows.length === 100) list.append(h("button", { type: "button", onclick: () => { from.input.value = rows[99].seq + 1; load(rows[99].seq + 1); } }, "Next 100"));
+    } catch (e) { list.append(errorBox(e)); }
+  }
+}

@@ -1,0 +1,113 @@
+// The dashboard: today's sales, vendor floats, alerts, silent meters and
+// key-change campaigns, each from the API the operator's role may read.
+import { h, clear, errorBox, money, table, badge } from "./dom.js";
+import * as api from "./api.js";
+import { autoTable } from "./meter.js";
+
+export async function dashboardPage(ctx) {
+  const { main, role, me } = ctx;
+  const stats = h("div", { class: "grid", id: "stats" });
+  const body = h("div", { class: "cols" });
+  clear(main).append(h("h1", {}, "Dashboard"), stats, body);
+
+  if (api.can(role, "POST", "/purchases")) {
+    stats.append(h("div", { class: "card" }, h("div", { class: "stat-label" }, "Vending point"), h("div", { class: "stat" }, me.operator.vendor || "—"),
+      h("p", {}, h("a", { class: "button primary", href: "#/vend" }, "Start a sale"))));
+  }
+
+  const report = api.find("GET", /^\/reports\/(today|daily|sales|summary)/);
+  if (api.can(role, "GET", "/vendors")) {
+    try {
+      const vs = await api.get("/vendors");
+      const revenue = vs.reduce((a, v) => a + (v.sold_today_cents || 0), 0);
+      const floatTotal = vs.reduce((a, v) => a + (v.float_cents || 0), 0);
+      stats.append(
+        stat("Revenue today", money(revenue), "stat-revenue", "sold by all vending points since midnight"),
+        stat("Vendor floats", money(floatTotal), "stat-floats", vs.length + " vending points"));
+      body.append(h("section", { class: "card", id: "floats" }, h("h2", {}, "Vendor floats"), table([
+        { label: "Vending point", value: v => [h("strong", {}, v.code), " ", v.name, v.disabled ? [" ", badge("disabled", "bad")] : null] },
+        { label: "Float", value: v => money(v.float_cents), num: true },
+        { label: "Sold today", value: v => money(v.sold_today_cents), num: true },
+        { label: "Of daily limit", value: v => {
+          const pct = v.daily_limit_cents ? Math.min(100, Math.round(100 * v.sold_today_cents / v.daily_limit_cents)) : 0;
+          const bar = h("div", { class: "bar" + (pct > 80 ? " hot" : ""), role: "img", "aria-label": pct + "% of the daily limit" }, h("span"));
+          bar.firstChild.style.width = pct + "%"; // CSSOM, allowed by the CSP (no inline style markup)
+          return [bar, h("span", { class: "muted" }, pct + "% of " + money(v.daily_limit_cents))];
+        } },
+      ], vs, { empty: "No vending points yet." })));
+    } catch (e) { body.append(errorBox(e)); }
+  }
+  if (report && api.can(role, "GET", report)) {
+    try {
+      const r = await api.get(api.fill(report, {}));
+      const vends = r.vends ?? r.purchases ?? r.count;
+      if (vends != null) stats.prepend(stat("Vends today", String(vends), "stat-vends"));
+    } catch { /* the figures above stand on their own */ }
+  }
+
+  const alerts = api.find("GET", /^\/alerts$/);
+  const alertsCard = h("section", { class: "card", id: "dash-alerts" }, h("h2", {}, "Open alerts"));
+  body.append(alertsCard);
+  if (!alerts) alertsCard.append(h("p", { class: "empty" }, "No data yet: this head-end does not raise alerts yet."));
+  else if (!api.can(role, "GET", alerts)) alertsCard.remove();
+  else {
+    try {
+      let rows = await api.get(alerts + "?state=open");
+      rows = Array.isArray(rows) ? rows : rows?.items || [];
+      const open = rows.filter(a => !a.state || a.state === "open" || a.state === "acknowledged");
+      const byKind = new Map();
+      for (const a of open) byKind.set(a.kind || "other", (byKind.get(a.kind || "other") || 0) + 1);
+      stats.append(stat("Open alerts", String(open.length), "stat-alerts"));
+      alertsCard.append(byKind.size ? table([
+        { label: "Kind", value: ([k]) => k.replace(/_/g, " ") },
+        { label: "Open", value: ([, n]) => String(n), num: true },
+      ], [...byKind.entries()].sort((a, b) => b[1] - a[1])) : h("p", { class: "empty" }, "No open alerts."),
+      h("p", {}, h("a", { href: "#/alerts" }, "All alerts")));
+    } catch (e) { alertsCard.append(errorBox(e)); }
+  }
+
+  const silent = api.find("GET", /silent/);
+  const silentCard = h("section", { class: "card", id: "dash-silent" }, h("h2", {}, "Meters silent"));
+  body.append(silentCard);
+  if (!silent) silentCard.append(h("p", { class: "empty" }, "No data yet: meters' reports are not collected by this head-end yet."));
+  else if (!api.can(role, "GET", silent)) silentCard.remove();
+  else {
+    try {
+      let rows = await api.get(silent);
+      rows = Array.isArray(rows) ? rows : rows?.items || rows?.meters || [];
+      stats.append(stat("Meters silent", String(rows.length), "stat-silent"));
+      silentCard.append(autoTable(rows.slice(0, 10), "Every meter has reported recently."));
+    } catch (e) { silentCard.append(errorBox(e)); }
+  }
+
+  const camps = api.find("GET", /campaigns$/);
+  const campCard = h("section", { class: "card", id: "dash-campaigns" }, h("h2", {}, "Key-change campaigns"));
+  body.append(campCard);
+  if (!camps) campCard.append(h("p", { class: "empty" }, "No data yet: key-change campaigns are not available on this head-end yet."));
+  else if (!api.can(role, "GET", camps)) campCard.remove();
+  else {
+    try {
+      let rows = await api.get(camps);
+      rows = Array.isArray(rows) ? rows : rows?.items || [];
+      campCard.append(rows.length ? h("ul", { class: "results" }, rows.slice(0, 5).map(c => h("li", {}, progressLine(c)))) : h("p", { class: "empty" }, "No campaigns."),
+        h("p", {}, h("a", { href: "#/campaigns" }, "All campaigns")));
+    } catch (e) { campCard.append(errorBox(e)); }
+  }
+  if (!stats.childElementCount) stats.remove();
+}
+
+function stat(label, value, id, hint) {
+  return h("div", { class: "card", id }, h("div", { class: "stat-label" }, label), h("div", { class: "stat" }, value), hint ? h("div", { class: "hint" }, hint) : null);
+}
+
+// progressLine shows a campaign's progress: done of total meters.
+export function progressLine(c) {
+  const total = c.total ?? c.meters ?? c.meter_count ?? 0;
+  const done = c.done ?? c.completed ?? c.confirmed ?? 0;
+  const pct = total ? Math.round(100 * done / total) : 0;
+  const bar = h("div", { class: "bar", role: "img", "aria-label": pct + "% done" }, h("span"));
+  bar.firstChild.style.width = pct + "%";
+  return h("a", { href: "#/campaigns/" + encodeURIComponent(c.id ?? c.code ?? c.name), class: "campaign-line" },
+    h("strong", {}, c.name || c.code || "Campaign " + c.id), " ", badge(c.state || "", c.state === "done" ? "ok" : ""), bar,
+    h("span", { class: "muted" }, done + " of " + total + " meters (" + pct + "%)"));
+}
