@@ -51,6 +51,7 @@ func commands() []command {
 		{"ledger", "ledger: check every entry against the invariants", cmdLedger},
 		{"backup", "write an online backup of the SQLite store and its sealed key store", cmdBackup},
 		{"restore", "restore a backup into a data directory, then verify audit chain and ledger", cmdRestore},
+		{"bench", "measure the hot paths on this machine (tokens, vends over HTTP, fleet emulator)", cmdBench},
 	}
 	sort.Slice(cmds, func(i, j int) bool { return cmds[i].name < cmds[j].name })
 	return cmds

@@ -1,0 +1,240 @@
+package bench
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"sluice/store/storetest"
+	"sluice/sts"
+)
+
+// tiny is the quick mode's smallest configuration: every measurement runs,
+// each for a moment.
+func tiny(only ...string) Options {
+	return Options{Quick: true, Only: only, CPUTime: 20 * time.Millisecond, VendTime: 200 * time.Millisecond,
+		Clients: []int{1, 4}, OfferedRate: 100, FleetMeters: 2000, Vendors: 2, MetersPerRun: 8, SQLiteOnly: true}
+}
+
+// TestQuickShape runs every measurement in its smallest form and checks the
+// report's shape: names, units, finite positive values, parameters, and
+// the JSON form. It asserts nothing about speed.
+func TestQuickShape(t *testing.T) {
+	var progress bytes.Buffer
+	o := tiny()
+	o.Progress = &progress
+	rs, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatalf("run: %v\n%s", err, progress.String())
+	}
+	want := []string{
+		"sts.encode.ea11.cached", "sts.encode.ea11.uncached", "sts.encode.ea07.cached", "sts.encode.ea07.uncached",
+		"sts.encode.ea11.cached.allcores", "meter.sts.accept", "meter.voucher.open",
+		"vend.sqlite.c1.rate", "vend.sqlite.c1.p50", "vend.sqlite.c1.p99", "vend.sqlite.c4.rate",
+		"vend.sqlite.open100.p99", "vend.sqlite.open100.achieved",
+		"fleet.memory", "fleet.memory.1M", "fleet.day", "fleet.steps",
+	}
+	got := map[string]Result{}
+	for _, r := range rs {
+		if _, dup := got[r.Name]; dup {
+			t.Errorf("%s reported twice", r.Name)
+		}
+		got[r.Name] = r
+		if r.Unit == "" || r.Params == nil {
+			t.Errorf("%s: unit %q params %v", r.Name, r.Unit, r.Params)
+		}
+		if !(r.Value > 0) || r.Value != r.Value {
+			t.Errorf("%s = %v, want a positive number", r.Name, r.Value)
+		}
+	}
+	for _, n := range want {
+		if _, ok := got[n]; !ok {
+			t.Errorf("no %s in the report", n)
+		}
+	}
+	if p := got["vend.sqlite.c4.rate"].Params; p["db"] != "sqlite" || p["clients"] != 4 {
+		t.Errorf("vend params %v", p)
+	}
+	if !strings.Contains(progress.String(), "not yet measurable") {
+		t.Errorf("progress does not say what is not yet measurable:\n%s", progress.String())
+	}
+
+	var js bytes.Buffer
+	if err := WriteJSON(&js, rs); err != nil {
+		t.Fatal(err)
+	}
+	sc := bufio.NewScanner(&js)
+	lines := 0
+	for sc.Scan() {
+		var m map[string]any
+		if err := json.Unmarshal(sc.Bytes(), &m); err != nil {
+			t.Fatalf("line %d: %v: %s", lines, err, sc.Bytes())
+		}
+		for _, k := range []string{"name", "value", "unit", "params"} {
+			if _, ok := m[k]; !ok {
+				t.Errorf("line %d lacks %q: %s", lines, k, sc.Bytes())
+			}
+		}
+		lines++
+	}
+	if lines != len(rs) {
+		t.Errorf("%d JSON lines for %d results", lines, len(rs))
+	}
+	var tab bytes.Buffer
+	if err := WriteTable(&tab, rs); err != nil {
+		t.Fatal(err)
+	}
+	if n := strings.Count(tab.String(), "\n"); n != len(rs)+1+len(NotYetMeasurable()) {
+		t.Errorf("table has %d lines for %d results:\n%s", n, len(rs), tab.String())
+	}
+}
+
+// TestPostgresShape runs the PostgreSQL vending half, including the second
+// replica, in its smallest form.
+func TestPostgresShape(t *testing.T) {
+	u, _ := storetest.NewPostgresSchema(t) // skips (or fails under CI) without a server
+	if u == "" {
+		return
+	}
+	o := tiny("vend")
+	o.SQLiteOnly, o.PostgresOnly, o.PostgresURL = false, true, storetest.PostgresURL()
+	rs, err := Run(context.Background(), o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, r := range rs {
+		names[r.Name] = true
+	}
+	for _, n := range []string{"vend.postgres.c4.rate", "vend.postgres.open100.p99", "vend.postgres.c4.replicas2.rate"} {
+		if !names[n] {
+			t.Errorf("no %s in %v", n, names)
+		}
+	}
+}
+
+// The benchmarks behind each figure, for `go test -bench` and pprof
+// (-cpuprofile, -memprofile): the same code the command runs.
+
+func BenchmarkSTSEncode(b *testing.B) {
+	tables := mustTables(b)
+	for _, c := range stsCases {
+		b.Run(strings.TrimPrefix(c.name, "sts.encode."), func(b *testing.B) {
+			op, err := c.encoder(tables)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := op(1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "tokens/s")
+		})
+	}
+}
+
+func BenchmarkMeterSide(b *testing.B) {
+	for _, m := range []struct {
+		name string
+		mk   func() (func(int) error, error)
+	}{{"sts-accept", decoderOp}, {"voucher-open", voucherOp}} {
+		b.Run(m.name, func(b *testing.B) {
+			op, err := m.mk()
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := op(1); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "ops/s")
+		})
+	}
+}
+
+// BenchmarkVend: purchases over HTTP with durable commits, b.N purchases
+// spread over the clients; ns/op is wall time per purchase at that
+// concurrency, so purchases/s = 1e9 / ns/op.
+func BenchmarkVend(b *testing.B) {
+	for _, drv := range []string{"sqlite", "postgres"} {
+		b.Run(drv, func(b *testing.B) {
+			o := Options{Vendors: 16, MetersPerRun: 128, PostgresURL: storetest.PostgresURL()}
+			o.defaults()
+			r, err := startRig(context.Background(), &o, drv)
+			if err != nil {
+				b.Skip(err)
+			}
+			defer r.close()
+			if _, _, err := r.closedLoop(context.Background(), 4, 300*time.Millisecond); err != nil {
+				b.Fatal(err)
+			}
+			for _, c := range []int{1, 16, 64} {
+				b.Run(fmt.Sprintf("clients=%d", c), func(b *testing.B) {
+					b.ReportAllocs()
+					benchVend(b, r, c)
+				})
+			}
+		})
+	}
+}
+
+func benchVend(b *testing.B, r *rig, clients int) {
+	ctx := context.Background()
+	work := make(chan int, clients)
+	errs := make(chan error, clients)
+	b.ResetTimer()
+	for c := range clients {
+		go func() {
+			var err error
+			for i := range work {
+				if err == nil {
+					_, err = r.purchase(ctx, 0, c%len(r.terminals), i%len(r.meters))
+				}
+			}
+			errs <- err
+		}()
+	}
+	for i := 0; i < b.N; i++ {
+		work <- i
+	}
+	close(work)
+	for range clients {
+		if err := <-errs; err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "purchases/s")
+}
+
+func BenchmarkFleetDay(b *testing.B) {
+	o := Options{FleetMeters: 100_000, FleetDays: 1}
+	o.defaults()
+	for b.Loop() {
+		rs, err := runFleet(context.Background(), &o)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for _, r := range rs {
+			if r.Name == "fleet.memory" {
+				b.ReportMetric(r.Value, "bytes/meter")
+			}
+		}
+	}
+}
+
+func mustTables(b *testing.B) *sts.STATables {
+	t, err := sts.ParseSTATables(sampleTables)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return t
+}

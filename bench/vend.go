@@ -1,0 +1,543 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"database/sql"
+	_ "embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for the schema set-up
+
+	"sluice/auth"
+	"sluice/config"
+	"sluice/headend"
+	"sluice/keys"
+	"sluice/kms/filekms"
+	"sluice/sts"
+	"sluice/vend"
+)
+
+//go:embed testdata/domestic.json
+var benchTariff []byte
+
+// benchVendingKey is the published demo value (sluice demo uses it too),
+// never a utility's key.
+const benchVendingKey = "123457 1 dkga04 abababababababab949494949494949401234567\n"
+
+// purchaseCents is what each terminal sells: after the month's fixed charge
+// it buys about two kilolitres, one STS credit token.
+const purchaseCents = 20_000
+
+// rig is a running head-end with a registry built through its API: vending
+// points, each with a cashier and a terminal API key, and STS meters.
+type rig struct {
+	driver    string
+	dataDir   string
+	cfg       config.Config
+	heads     []*headend.Headend
+	client    *http.Client
+	terminals []string // API keys, one per vending point
+	meters    []string
+	pgParams  map[string]any
+	cleanup   []func()
+	seq       atomic.Int64
+}
+
+func (r *rig) close() {
+	for _, h := range r.heads {
+		h.Shutdown(context.Background())
+	}
+	for _, f := range slices.Backward(r.cleanup) {
+		f()
+	}
+}
+
+// newPostgresSchema creates an empty schema and returns a URL selecting it
+// and a function dropping it.
+func newPostgresSchema(ctx context.Context, base string) (string, func(), error) {
+	admin, err := sql.Open("pgx", base)
+	if err != nil {
+		return "", nil, err
+	}
+	defer admin.Close()
+	pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := admin.PingContext(pctx); err != nil {
+		return "", nil, fmt.Errorf("%w: %v", errNoPostgres, err)
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	schema := "sluice_bench_" + hex.EncodeToString(b[:])
+	if _, err := admin.ExecContext(pctx, "CREATE SCHEMA "+schema); err != nil {
+		return "", nil, fmt.Errorf("create schema: %w", err)
+	}
+	drop := func() {
+		if a, err := sql.Open("pgx", base); err == nil {
+			a.Exec("DROP SCHEMA " + schema + " CASCADE")
+			a.Close()
+		}
+	}
+	pu, err := url.Parse(base)
+	if err != nil {
+		drop()
+		return "", nil, err
+	}
+	q := pu.Query()
+	q.Set("search_path", schema)
+	pu.RawQuery = q.Encode()
+	return pu.String(), drop, nil
+}
+
+var errNoPostgres = errors.New("PostgreSQL not reachable")
+
+// startRig starts a head-end on driver and registers vendors and meters.
+func startRig(ctx context.Context, o *Options, driver string) (_ *rig, err error) {
+	r := &rig{driver: driver}
+	defer func() {
+		if err != nil {
+			r.close()
+		}
+	}()
+	if r.dataDir, err = os.MkdirTemp("", "sluice-bench-"); err != nil {
+		return nil, err
+	}
+	r.cleanup = append(r.cleanup, func() { os.RemoveAll(r.dataDir) })
+	ov := []config.Override{
+		{Key: "data_dir", Value: r.dataDir, Source: "bench"},
+		{Key: "listen", Value: "127.0.0.1:0", Source: "bench"},
+		{Key: "mqtt.mode", Value: "off", Source: "bench"},
+	}
+	if driver == "postgres" {
+		u, drop, err := newPostgresSchema(ctx, o.PostgresURL)
+		if err != nil {
+			return nil, err
+		}
+		r.cleanup = append(r.cleanup, drop)
+		ov = append(ov, config.Override{Key: "database.driver", Value: "postgres", Source: "bench"},
+			config.Override{Key: "database.url", Value: u, Source: "bench"})
+	}
+	if r.cfg, err = config.Load("", nil, ov); err != nil {
+		return nil, err
+	}
+	he, err := r.startHead(ctx)
+	if err != nil {
+		return nil, err
+	}
+	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	r.client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	r.cleanup = append(r.cleanup, tr.CloseIdleConnections)
+	if driver == "postgres" {
+		r.pgParams = map[string]any{"pool": r.cfg.Database.MaxConns}
+		for _, s := range []string{"synchronous_commit", "fsync", "max_connections"} {
+			var v string
+			if err := he.Store().SQL().QueryRowContext(ctx, "SHOW "+s).Scan(&v); err == nil {
+				r.pgParams[s] = v
+			}
+		}
+		if r.pgParams["synchronous_commit"] == "off" || r.pgParams["fsync"] == "off" {
+			return nil, fmt.Errorf("PostgreSQL runs without durable commits (%v): refusing to measure", r.pgParams)
+		}
+	}
+	return r, r.register(ctx, o, he)
+}
+
+func (r *rig) startHead(ctx context.Context) (*headend.Headend, error) {
+	he, err := headend.Start(ctx, r.cfg, slog.New(slog.DiscardHandler), headend.Options{
+		Version:        "bench",
+		PasswordParams: &auth.Params{Memory: 8 * 1024, Time: 1, Threads: 1},
+		KMSOptions:     filekms.Options{Time: 1, MemoryKiB: 8 * 1024, Threads: 1},
+	})
+	if err != nil {
+		return nil, err
+	}
+	r.heads = append(r.heads, he)
+	return he, nil
+}
+
+// register builds the registry through the API, as an operator would.
+func (r *rig) register(ctx context.Context, o *Options, he *headend.Headend) error {
+	base := he.URL() + "/api/v1"
+	admin := r.session(base)
+	if err := admin.login(ctx, auth.BootstrapUsername, he.BootstrapPassword, "bench administrator password"); err != nil {
+		return err
+	}
+	vks, err := keys.ParseVendingKeys([]byte(benchVendingKey))
+	if err != nil {
+		return err
+	}
+	if _, err := keys.ImportVendingKeys(ctx, he.KMS(), vks); err != nil {
+		return err
+	}
+	steps := []struct {
+		method, path string
+		body         any
+		status       int
+	}{
+		{"PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "Bench", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, 200},
+		{"PUT", "/tariffs/DOM-2026", json.RawMessage(benchTariff), 200},
+	}
+	for _, s := range steps {
+		if err := admin.call(ctx, s.method, s.path, s.body, nil, s.status, nil); err != nil {
+			return err
+		}
+	}
+	sup, err := r.staff(ctx, admin, base, "bench-supervisor", auth.Supervisor, "")
+	if err != nil {
+		return err
+	}
+	for i := range o.Vendors {
+		code := fmt.Sprintf("BENCH%02d", i)
+		if err := admin.call(ctx, "POST", "/vendors", vend.NewVendor{Code: code, Name: "Bench till " + code, DailyLimitCents: 10_000_000_000}, nil, 201, nil); err != nil {
+			return err
+		}
+		for d := range 3 {
+			if err := sup.call(ctx, "POST", "/vendors/"+code+"/deposits", map[string]any{"amount_cents": 1_000_000_000, "reference": fmt.Sprintf("SLIP-%d", d)}, nil, 201, nil); err != nil {
+				return err
+			}
+		}
+		user := fmt.Sprintf("cashier%02d", i)
+		if _, err := r.staff(ctx, admin, base, user, auth.Vendor, code); err != nil {
+			return err
+		}
+		var k struct {
+			Key string `json:"key"`
+		}
+		if err := admin.call(ctx, "POST", "/api-keys", map[string]string{"operator": user, "label": "bench terminal " + code}, nil, 201, &k); err != nil {
+			return err
+		}
+		r.terminals = append(r.terminals, k.Key)
+	}
+	for i := range o.MetersPerRun {
+		drn := "6007270" + fmt.Sprintf("%010d", 100+i)
+		luhn, err := sts.LuhnDigit(drn)
+		if err != nil {
+			return err
+		}
+		pan := drn + strconv.Itoa(luhn)
+		acc := fmt.Sprintf("BENCH-%05d", i)
+		if err := admin.call(ctx, "POST", "/customers", vend.NewCustomer{Account: acc, Name: "Bench household " + acc}, nil, 201, nil); err != nil {
+			return err
+		}
+		if err := admin.call(ctx, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: acc, Tariff: "DOM-2026", SupplyGroup: "123457"}, nil, 201, nil); err != nil {
+			return err
+		}
+		r.meters = append(r.meters, pan)
+	}
+	o.say("%s: head-end up, %d vending points with terminals, %d STS meters registered through the API", r.driver, o.Vendors, o.MetersPerRun)
+	return nil
+}
+
+// staff creates an operator, logs it in and sets its password.
+func (r *rig) staff(ctx context.Context, admin *session, base, user, role, vendor string) (*session, error) {
+	body := map[string]string{"username": user, "display_name": user, "role": role}
+	if vendor != "" {
+		body["vendor"] = vendor
+	}
+	var created struct {
+		OneTimePassword string `json:"one_time_password"`
+	}
+	if err := admin.call(ctx, "POST", "/operators", body, nil, 201, &created); err != nil {
+		return nil, err
+	}
+	s := r.session(base)
+	return s, s.login(ctx, user, created.OneTimePassword, "bench password for "+user)
+}
+
+// session is a browser-like client with a cookie jar, for the set-up.
+type session struct {
+	base string
+	c    *http.Client
+}
+
+func (r *rig) session(base string) *session {
+	jar, _ := cookiejar.New(nil)
+	return &session{base: base, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
+}
+
+func (s *session) login(ctx context.Context, user, pass, newPass string) error {
+	if err := s.call(ctx, "POST", "/auth/login", map[string]string{"username": user, "password": pass}, nil, 200, nil); err != nil {
+		return err
+	}
+	return s.call(ctx, "POST", "/auth/password", map[string]string{"current_password": pass, "new_password": newPass}, nil, 200, nil)
+}
+
+func (s *session) call(ctx context.Context, method, path string, body any, header map[string]string, want int, out any) error {
+	var rd io.Reader
+	if body != nil {
+		js, err := json.Marshal(body)
+		if err != nil {
+			return err
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, s.base+path, rd)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-Sluice-Console", "bench")
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := s.c.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		return fmt.Errorf("%s %s = %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(b))
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// purchase sells one token over HTTP from terminal t for meter m through
+// head-end h, and returns the round-trip latency.
+func (r *rig) purchase(ctx context.Context, h, t, m int) (time.Duration, error) {
+	body, _ := json.Marshal(vend.PurchaseRequest{Meter: r.meters[m], AmountCents: purchaseCents})
+	req, err := http.NewRequestWithContext(ctx, "POST", r.heads[h].URL()+"/api/v1/purchases", bytes.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+r.terminals[t])
+	req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(r.seq.Add(1), 10))
+	start := time.Now()
+	resp, err := r.client.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	el := time.Since(start)
+	if err != nil {
+		return 0, err
+	}
+	if resp.StatusCode != http.StatusCreated {
+		return 0, fmt.Errorf("purchase: %d %s", resp.StatusCode, bytes.TrimSpace(b))
+	}
+	return el, nil
+}
+
+// latencies summarises a run.
+type latencies []time.Duration
+
+func (l latencies) pct(p float64) time.Duration {
+	if len(l) == 0 {
+		return 0
+	}
+	i := int(float64(len(l)-1) * p)
+	return l[i]
+}
+
+func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
+
+// closedLoop runs clients terminals selling as fast as answers come back,
+// for d, spread over the rig's head-ends, and returns purchases per second
+// and the sorted latencies.
+func (r *rig) closedLoop(ctx context.Context, clients int, d time.Duration) (float64, latencies, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var mu sync.Mutex
+	var all latencies
+	var first error
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Each client owns its meters, so two clients never queue on
+			// one meter's row; they share vending points when clients
+			// outnumber them, as tills of one office do.
+			var mine []int
+			for m := c % len(r.meters); m < len(r.meters); m += clients {
+				mine = append(mine, m)
+			}
+			if len(mine) == 0 {
+				mine = []int{c % len(r.meters)}
+			}
+			var own latencies
+			for i := 0; time.Now().Before(deadline); i++ {
+				l, err := r.purchase(ctx, c%len(r.heads), c%len(r.terminals), mine[i%len(mine)])
+				if err != nil {
+					mu.Lock()
+					if first == nil && ctx.Err() == nil {
+						first = err
+					}
+					mu.Unlock()
+					cancel()
+					return
+				}
+				own = append(own, l)
+			}
+			mu.Lock()
+			all = append(all, own...)
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if first != nil {
+		return 0, nil, first
+	}
+	slices.Sort(all)
+	return float64(len(all)) / el.Seconds(), all, nil
+}
+
+// openLoop offers purchases at a fixed rate for d, whatever the answers
+// take, and measures each latency from the moment the request was due: a
+// slow answer does not slow the offered load (no coordinated omission).
+func (r *rig) openLoop(ctx context.Context, perSecond float64, d time.Duration) (float64, latencies, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	interval := time.Duration(float64(time.Second) / perSecond)
+	n := int(d / interval)
+	lat := make(latencies, n)
+	var first error
+	var once sync.Once
+	var wg sync.WaitGroup
+	// Meters are taken round robin; a meter's next purchase is due
+	// len(meters) intervals later, long after its previous one returned.
+	start := time.Now()
+	for i := range n {
+		due := start.Add(time.Duration(i) * interval)
+		if w := time.Until(due); w > 0 {
+			time.Sleep(w)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := r.purchase(ctx, i%len(r.heads), i%len(r.terminals), i%len(r.meters))
+			if err != nil {
+				once.Do(func() { first = err; cancel() })
+				return
+			}
+			lat[i] = time.Since(due)
+		}()
+	}
+	wg.Wait()
+	el := time.Since(start)
+	if first != nil {
+		return 0, nil, first
+	}
+	slices.Sort(lat)
+	return float64(n) / el.Seconds(), lat, nil
+}
+
+func runVend(ctx context.Context, o *Options) ([]Result, error) {
+	var out []Result
+	var drivers []string
+	if !o.PostgresOnly {
+		drivers = append(drivers, "sqlite")
+	}
+	if !o.SQLiteOnly && o.PostgresURL != "" {
+		drivers = append(drivers, "postgres")
+	}
+	for _, drv := range drivers {
+		rs, err := vendOn(ctx, o, drv)
+		out = append(out, rs...)
+		if errors.Is(err, errNoPostgres) {
+			o.say("postgres: skipped: %v", err)
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", drv, err)
+		}
+	}
+	return out, nil
+}
+
+func vendOn(ctx context.Context, o *Options, drv string) ([]Result, error) {
+	r, err := startRig(ctx, o, drv)
+	if err != nil {
+		return nil, err
+	}
+	defer r.close()
+	var out []Result
+	params := func(extra map[string]any) map[string]any {
+		p := map[string]any{"db": drv, "vendors": len(r.terminals), "meters": len(r.meters), "seconds": o.VendTime.Seconds()}
+		for k, v := range r.pgParams {
+			p[k] = v
+		}
+		for k, v := range extra {
+			p[k] = v
+		}
+		return p
+	}
+	// A short warm-up fills the per-meter decoder key cache, the tariff
+	// cache and the connection pools, as a running head-end has them.
+	if _, _, err := r.closedLoop(ctx, 4, o.VendTime/10); err != nil {
+		return nil, fmt.Errorf("warm-up: %w", err)
+	}
+	for _, c := range o.Clients {
+		tput, lat, err := r.closedLoop(ctx, c, o.VendTime)
+		if err != nil {
+			return out, fmt.Errorf("%d clients: %w", c, err)
+		}
+		p := params(map[string]any{"clients": c, "replicas": 1})
+		name := fmt.Sprintf("vend.%s.c%d", drv, c)
+		out = append(out,
+			Result{Name: name + ".rate", Value: tput, Unit: "purchases/s", Params: p, Goal: "≥ 5000"},
+			Result{Name: name + ".p50", Value: ms(lat.pct(0.50)), Unit: "ms", Params: p},
+			Result{Name: name + ".p99", Value: ms(lat.pct(0.99)), Unit: "ms", Params: p},
+		)
+		o.say("vend %s, %d clients: %.0f purchases/s, p50 %.2f ms, p99 %.2f ms (%d purchases)", drv, c, tput, ms(lat.pct(0.5)), ms(lat.pct(0.99)), len(lat))
+	}
+	rate, lat, err := r.openLoop(ctx, o.OfferedRate, o.VendTime)
+	if err != nil {
+		return out, fmt.Errorf("open loop: %w", err)
+	}
+	p := params(map[string]any{"offered_per_s": o.OfferedRate, "replicas": 1})
+	name := fmt.Sprintf("vend.%s.open%.0f", drv, o.OfferedRate)
+	out = append(out,
+		Result{Name: name + ".p50", Value: ms(lat.pct(0.50)), Unit: "ms", Params: p},
+		Result{Name: name + ".p99", Value: ms(lat.pct(0.99)), Unit: "ms", Params: p, Goal: "≤ 20"},
+		Result{Name: name + ".achieved", Value: rate, Unit: "purchases/s", Params: p},
+	)
+	o.say("vend %s open loop at %.0f/s offered: achieved %.0f/s, p50 %.2f ms, p99 %.2f ms", drv, o.OfferedRate, rate, ms(lat.pct(0.5)), ms(lat.pct(0.99)))
+
+	if drv == "postgres" {
+		// A second head-end replica on the same database, in this process:
+		// the clients are split between the two.
+		if _, err := r.startHead(ctx); err != nil {
+			return out, fmt.Errorf("second replica: %w", err)
+		}
+		c := slices.Max(o.Clients)
+		tput, lat, err := r.closedLoop(ctx, c, o.VendTime)
+		if err != nil {
+			return out, fmt.Errorf("two replicas: %w", err)
+		}
+		p := params(map[string]any{"clients": c, "replicas": 2})
+		name := fmt.Sprintf("vend.%s.c%d.replicas2", drv, c)
+		out = append(out,
+			Result{Name: name + ".rate", Value: tput, Unit: "purchases/s", Params: p},
+			Result{Name: name + ".p99", Value: ms(lat.pct(0.99)), Unit: "ms", Params: p},
+		)
+		o.say("vend %s, two replicas, %d clients: %.0f purchases/s, p99 %.2f ms", drv, c, tput, ms(lat.pct(0.99)))
+	}
+	return out, nil
+}

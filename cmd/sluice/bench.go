@@ -1,0 +1,42 @@
+package main
+
+import (
+	"context"
+	"strings"
+
+	"sluice/bench"
+)
+
+func cmdBench(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "bench", "[--json] [--quick] [--only PREFIX,...] [--postgres URL]")
+	asJSON := fs.Bool("json", false, "print one JSON object per measurement instead of a table")
+	quick := fs.Bool("quick", false, "short runs and a 100k-meter fleet (under two minutes, for CI smoke runs)")
+	only := fs.String("only", "", "run only measurements starting with these comma-separated `PREFIXES` (sts, meter, vend, fleet)")
+	pg := fs.String("postgres", "", "PostgreSQL `URL` for the vending runs, each in a fresh schema; \"off\" skips them\n(default $SLUICE_TEST_POSTGRES_URL or "+bench.DefaultPostgresURL+")")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	url := *pg
+	if url == "" {
+		url = sio.getenv("SLUICE_TEST_POSTGRES_URL")
+	}
+	if url == "" {
+		url = bench.DefaultPostgresURL
+	}
+	if url == "off" {
+		url = ""
+	}
+	opt := bench.Options{Quick: *quick, Progress: sio.err, PostgresURL: url}
+	if *only != "" {
+		opt.Only = strings.Split(*only, ",")
+	}
+	rs, err := bench.Run(ctx, opt)
+	if *asJSON {
+		if werr := bench.WriteJSON(sio.out, rs); err == nil {
+			err = werr
+		}
+	} else if werr := bench.WriteTable(sio.out, rs); err == nil {
+		err = werr
+	}
+	return err
+}
