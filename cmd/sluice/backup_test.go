@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"sluice/auditlog"
+	"sluice/config"
 	"sluice/store/storetest"
 )
 
@@ -166,5 +167,19 @@ func rewriteArchive(t *testing.T, from, to string, edit func(string, []byte) []b
 	gw.Close()
 	if err := os.WriteFile(to, buf.Bytes(), 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// docs/operations.md is the operator's reference: it must explain every
+// configuration key and name its environment variable.
+func TestOperationsDocCoversEveryConfigKey(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range config.Keys() {
+		if !strings.Contains(string(doc), "| `"+key+"` |") || !strings.Contains(string(doc), config.EnvName(key)) {
+			t.Errorf("docs/operations.md does not document %s (%s)", key, config.EnvName(key))
+		}
 	}
 }
