@@ -24,12 +24,15 @@ const (
 	EvKeyChanged      // STS decoder key changed
 	EvLockout         // keypad locked; Value: seconds
 	EvCreditCleared   // Value: credit removed
-	EvSettingChanged  // Value: the Command applied
+	EvSettingChanged  // Value: the parameter set
+	EvProvisioned     // keys installed from a provisioning record; Value: its counter
+	EvProvisionRefused
 )
 
 var eventNames = [...]string{"", "token-accepted", "token-rejected", "voucher-accepted", "voucher-rejected",
 	"valve-opened", "valve-closed", "low-credit", "emergency-credit", "tamper", "tamper-cleared",
-	"flow-while-closed", "key-changed", "keypad-lockout", "credit-cleared", "setting-changed"}
+	"flow-while-closed", "key-changed", "keypad-lockout", "credit-cleared", "setting-changed", "provisioned",
+	"provisioning-refused"}
 
 func (k EventKind) String() string {
 	if int(k) < len(eventNames) && k != 0 {

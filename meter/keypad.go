@@ -168,6 +168,9 @@ func (m *Meter) EnterToken(now time.Time, token string) (TokenOutcome, error) {
 	if len(m.s.Tokens) == 0 {
 		return TokenOutcome{}, fmt.Errorf("%w: keypad tokens", ErrUnsupported)
 	}
+	if !m.s.Ready {
+		return TokenOutcome{}, ErrNotProvisioned
+	}
 	if now.Unix() < m.s.LockedUntil {
 		return TokenOutcome{}, fmt.Errorf("%w until %s", ErrLocked, time.Unix(m.s.LockedUntil, 0).UTC().Format(time.RFC3339))
 	}

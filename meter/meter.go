@@ -63,8 +63,15 @@ type Provision struct {
 // meter: there is no "initialisation card" that re-keys a meter in the field.
 var ErrProvisioned = errors.New("meter: storage already provisioned")
 
-// Format writes the first journal record of a blank meter.
+// Format writes the first journal record of a blank meter, keys included:
+// the shortcut of the bench, the tests and the attack lab. Production
+// meters leave the factory with FormatFactory and receive their keys in a
+// signed provisioning record (Meter.Provision).
 func Format(st Storage, p Provision) error {
+	return format(st, p, nil)
+}
+
+func format(st Storage, p Provision, adjust func(*state)) error {
 	j, err := newJournal(st)
 	if err != nil {
 		return err
@@ -88,7 +95,7 @@ func Format(st Storage, p Provision) error {
 	if err := p.Params.validate(); err != nil {
 		return err
 	}
-	s := state{ID: p.ID, Params: p.Params, Keys: p.Keys}
+	s := state{ID: p.ID, Params: p.Params, Keys: p.Keys, Ready: true}
 	if p.STS != nil {
 		d, err := sts.NewDecoder(*p.STS)
 		if err != nil {
@@ -99,6 +106,9 @@ func Format(st Storage, p Provision) error {
 	// A meter leaves the factory closed: it opens on its first credit.
 	s.Core.Status = ValveClosed | ClosedCredit
 	s.Core.Settle(&s.Params, time.Time{})
+	if adjust != nil {
+		adjust(&s)
+	}
 	return j.commit(s.marshal())
 }
 

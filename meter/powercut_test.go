@@ -101,80 +101,87 @@ func TestPowerCutEveryByte(t *testing.T) {
 			v := newVend(t, "supply group 600727")
 			r := stsRig(t, DefaultParams(), v)
 			run, retry, verify := c.setup(t, r, v)
-			base := r.ee.Image()
-			start := r.m.s.marshal()
-			startCredit := r.m.Snapshot()
-
-			states := [][]byte{start}
-			r.m.j.committed = func(p []byte) { states = append(states, append([]byte(nil), p...)) }
-			w0 := r.ee.Writes()
-			if err := run(r.m); errors.Is(err, ErrHalted) {
-				t.Fatal(err)
-			}
-			total := r.ee.Writes() - w0
-			final := r.m.s.marshal()
-			want := r.m.Snapshot()
-			r.m.j.committed = nil
-			if verify != nil {
-				verify(t, r.m)
-			}
-			if total == 0 {
-				t.Fatal("operation wrote nothing")
-			}
-
-			for cut := 0; cut < total; cut++ {
-				ee, err := LoadEEPROM(base, DefaultPageSize)
-				if err != nil {
-					t.Fatal(err)
-				}
-				m, err := Boot(ee, r.deps)
-				if err != nil {
-					t.Fatal(err)
-				}
-				ee.CutPowerAfter(cut)
-				err = run(m)
-				acked := !errors.Is(err, ErrHalted)
-				if !acked && !errors.Is(err, ErrPowerLost) {
-					t.Fatalf("cut %d: halted without ErrPowerLost: %v", cut, err)
-				}
-				ee.PowerOn()
-				m, err = Boot(ee, r.deps)
-				if err != nil {
-					t.Fatalf("cut %d/%d: boot: %v", cut, total, err)
-				}
-				got := m.s.marshal()
-				k := -1
-				for i, s := range states {
-					if bytes.Equal(got, s) {
-						k = i
-					}
-				}
-				if k < 0 {
-					t.Fatalf("cut %d/%d: booted on a state that was never committed", cut, total)
-				}
-				if acked && !bytes.Equal(got, final) {
-					t.Fatalf("cut %d/%d: acknowledged, but booted on committed state %d of %d", cut, total, k, len(states)-1)
-				}
-				sn := m.Snapshot()
-				if sn.Credit != startCredit.Credit && sn.Credit != want.Credit {
-					t.Fatalf("cut %d: credit %d, neither old %d nor new %d", cut, sn.Credit, startCredit.Credit, want.Credit)
-				}
-				if retry {
-					if err := run(m); errors.Is(err, ErrHalted) {
-						t.Fatalf("cut %d: retry: %v", cut, err)
-					}
-					if sn := m.Snapshot(); sn.Credit != want.Credit || sn.Loaded != want.Loaded || sn.Tamper != want.Tamper {
-						t.Fatalf("cut %d: after retry credit %d loaded %d tamper %v; want %d %d %v",
-							cut, sn.Credit, sn.Loaded, sn.Tamper, want.Credit, want.Loaded, want.Tamper)
-					}
-					if verify != nil {
-						verify(t, m)
-					}
-				}
-			}
-			t.Logf("%d cut points, %d commits", total, len(states)-1)
+			cutEveryByte(t, r, run, retry, verify)
 		})
 	}
+}
+
+// cutEveryByte is the body of the power-cut tests, for one operation on
+// the meter of r in its present state.
+func cutEveryByte(t *testing.T, r *rig, run func(m *Meter) error, retry bool, verify func(t *testing.T, m *Meter)) {
+	t.Helper()
+	base := r.ee.Image()
+	start := r.m.s.marshal()
+	startCredit := r.m.Snapshot()
+
+	states := [][]byte{start}
+	r.m.j.committed = func(p []byte) { states = append(states, append([]byte(nil), p...)) }
+	w0 := r.ee.Writes()
+	if err := run(r.m); errors.Is(err, ErrHalted) {
+		t.Fatal(err)
+	}
+	total := r.ee.Writes() - w0
+	final := r.m.s.marshal()
+	want := r.m.Snapshot()
+	r.m.j.committed = nil
+	if verify != nil {
+		verify(t, r.m)
+	}
+	if total == 0 {
+		t.Fatal("operation wrote nothing")
+	}
+
+	for cut := 0; cut < total; cut++ {
+		ee, err := LoadEEPROM(base, DefaultPageSize)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m, err := Boot(ee, r.deps)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ee.CutPowerAfter(cut)
+		err = run(m)
+		acked := !errors.Is(err, ErrHalted)
+		if !acked && !errors.Is(err, ErrPowerLost) {
+			t.Fatalf("cut %d: halted without ErrPowerLost: %v", cut, err)
+		}
+		ee.PowerOn()
+		m, err = Boot(ee, r.deps)
+		if err != nil {
+			t.Fatalf("cut %d/%d: boot: %v", cut, total, err)
+		}
+		got := m.s.marshal()
+		k := -1
+		for i, s := range states {
+			if bytes.Equal(got, s) {
+				k = i
+			}
+		}
+		if k < 0 {
+			t.Fatalf("cut %d/%d: booted on a state that was never committed", cut, total)
+		}
+		if acked && !bytes.Equal(got, final) {
+			t.Fatalf("cut %d/%d: acknowledged, but booted on committed state %d of %d", cut, total, k, len(states)-1)
+		}
+		sn := m.Snapshot()
+		if sn.Credit != startCredit.Credit && sn.Credit != want.Credit {
+			t.Fatalf("cut %d: credit %d, neither old %d nor new %d", cut, sn.Credit, startCredit.Credit, want.Credit)
+		}
+		if retry {
+			if err := run(m); errors.Is(err, ErrHalted) {
+				t.Fatalf("cut %d: retry: %v", cut, err)
+			}
+			if sn := m.Snapshot(); sn.Credit != want.Credit || sn.Loaded != want.Loaded || sn.Tamper != want.Tamper {
+				t.Fatalf("cut %d: after retry credit %d loaded %d tamper %v; want %d %d %v",
+					cut, sn.Credit, sn.Loaded, sn.Tamper, want.Credit, want.Loaded, want.Tamper)
+			}
+			if verify != nil {
+				verify(t, m)
+			}
+		}
+	}
+	t.Logf("%d cut points, %d commits", total, len(states)-1)
 }
 
 // TestBootRejectsForeignDecoderState: a record whose STS state does not

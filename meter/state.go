@@ -31,6 +31,18 @@ type state struct {
 	Core   Core
 	Tokens []byte // STS decoder state, opaque to the meter
 
+	// Ready is set once the meter holds its operational keys: at once when
+	// Format installs them, or when a provisioning record does.
+	Ready bool
+	// Device holds the meter's own provisioning key pairs (package
+	// provision), generated on the meter at the factory station; empty for
+	// a meter set up by Format. ProvCounter and ProvManagement are the
+	// provisioning state: the last record's counter and the key the next
+	// record must be signed with.
+	Device         []byte
+	ProvCounter    uint32
+	ProvManagement [32]byte
+
 	Failures    uint16 // consecutive rejected keypad tokens
 	LockedUntil int64  // keypad locked until this Unix time
 	CardFails   uint16 // consecutive failed card authentications
@@ -55,6 +67,7 @@ func (s *state) clone() state {
 	c.Params.Holidays = append([]Day(nil), s.Params.Holidays...)
 	c.Keys.Trusted = append(voucher.Keyring(nil), s.Keys.Trusted...)
 	c.Tokens = append([]byte(nil), s.Tokens...)
+	c.Device = append([]byte(nil), s.Device...)
 	c.Events = append(make([]Event, 0, MaxEvents+1), s.Events...)
 	return c
 }
@@ -136,6 +149,10 @@ func (s *state) marshal() []byte {
 	b = append(b, byte(c.Status), byte(c.Tamper))
 
 	b = appendBytes(b, s.Tokens)
+	b = append(b, boolByte(s.Ready))
+	b = appendBytes(b, s.Device)
+	b = binary.BigEndian.AppendUint32(b, s.ProvCounter)
+	b = append(b, s.ProvManagement[:]...)
 	b = binary.BigEndian.AppendUint16(b, s.Failures)
 	b = binary.BigEndian.AppendUint64(b, uint64(s.LockedUntil))
 	b = binary.BigEndian.AppendUint16(b, s.CardFails)
@@ -274,6 +291,16 @@ func (s *state) unmarshal(b []byte) error {
 	c.Tamper = Tamper(r.u8("tamper"))
 
 	s.Tokens = r.bytes("tokens")
+	switch r.u8("ready") {
+	case 0:
+	case 1:
+		s.Ready = true
+	default:
+		r.fail("ready", "not 0 or 1")
+	}
+	s.Device = r.bytes("device")
+	s.ProvCounter = r.u32("prov_counter")
+	copy(s.ProvManagement[:], r.take("prov_management", 32))
 	s.Failures = r.u16("failures")
 	s.LockedUntil = r.i64("locked_until")
 	s.CardFails = r.u16("card_fails")

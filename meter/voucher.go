@@ -181,6 +181,9 @@ func (m *Meter) LoadVoucher(now time.Time, b []byte, src Source) (Receipt, error
 	if m.halt != nil {
 		return Receipt{}, m.halt
 	}
+	if !m.s.Ready {
+		return Receipt{}, ErrNotProvisioned
+	}
 	var rc Receipt
 	var rej error
 	err := m.update(func(s *state) error {

@@ -64,6 +64,9 @@ func (p Port) Accept(v []byte) (card.Receipt, error) {
 // tamper state on the card for the vending office. It returns the receipts
 // written to the card.
 func Insert(m *meter.Meter, now time.Time, t card.Transport) ([]card.Receipt, error) {
+	if !m.Ready() {
+		return nil, meter.ErrNotProvisioned
+	}
 	rnd := m.Rand()
 	if rnd == nil {
 		return nil, ErrNoRand
