@@ -131,6 +131,8 @@ func run(t *testing.T, sz size, dbFlags []string) {
 	}
 	results := make([]result, sz.purchases)
 	var completed, retries, replayed atomic.Int64
+	var failMu sync.Mutex
+	failures := map[string]int{}
 	done := make(chan struct{})
 	var kills int
 	killerDone := make(chan struct{})
@@ -189,6 +191,13 @@ func run(t *testing.T, sz size, dbFlags []string) {
 						return
 					}
 					retries.Add(1)
+					why := "connection"
+					if err == nil {
+						why = strconv.Itoa(status)
+					}
+					failMu.Lock()
+					failures[why]++
+					failMu.Unlock()
 					time.Sleep(time.Duration(5+rand.IntN(20)) * time.Millisecond)
 				}
 			}
@@ -229,6 +238,7 @@ func run(t *testing.T, sz size, dbFlags []string) {
 	t.Logf("%d purchases by %d clients over %d meters, %d SIGKILLs and restarts: %d failed attempts retried, %d purchases committed before a crash and answered on retry; audit chain %d records (%d anchored); vending took %v, all %v",
 		sz.purchases, sz.clients, sz.meters, kills, retries.Load(), replayed.Load(), rep.Records, rep.Anchored,
 		vendTime.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	t.Logf("failed attempts by cause: %v", failures)
 	if kills < sz.kills {
 		t.Errorf("only %d of %d kills happened", kills, sz.kills)
 	}
