@@ -1,0 +1,758 @@
+package attack
+
+import (
+	"bytes"
+	"context"
+	_ "embed"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/cookiejar"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"sluice/auditlog"
+	"sluice/auth"
+	"sluice/config"
+	"sluice/headend"
+	"sluice/keys"
+	"sluice/kms"
+	"sluice/kms/filekms"
+)
+
+// A water tariff (rising blocks, free basic water, fixed charge, VAT, debt
+// recovery), copied from vend/testdata.
+//
+//go:embed testdata/tariff-domestic.json
+var tariffJSON []byte
+
+// api is an HTTP client of the head-end under test: a browser session
+// (cookie) or an API key.
+type api struct {
+	base   string
+	c      *http.Client
+	bearer string
+	// console adds the header cookie-authenticated writes need (the
+	// attacker here is a logged-in operator, not a cross-site form).
+	console bool
+}
+
+func newAPI(base string) *api {
+	jar, _ := cookiejar.New(nil)
+	return &api{base: base, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}, console: true}
+}
+
+// do sends a request; body is JSON-encoded unless it is []byte.
+func (a *api) do(ctx context.Context, method, path string, body any, hdr map[string]string) (int, []byte, error) {
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		js, err := json.Marshal(b)
+		if err != nil {
+			return 0, nil, err
+		}
+		rd = bytes.NewReader(js)
+	}
+	if !strings.HasPrefix(path, "/api/") && !strings.HasPrefix(path, "/metrics") {
+		path = "/api/v1" + path
+	}
+	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
+	if err != nil {
+		return 0, nil, err
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if a.console {
+		req.Header.Set("X-Sluice-Console", "1")
+	}
+	if a.bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+a.bearer)
+	}
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := a.c.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, out, err
+}
+
+// must sends a request and requires the status (setup steps only: the
+// attacks themselves record what they get).
+func (a *api) must(ctx context.Context, status int, method, path string, body, out any, hdr ...map[string]string) error {
+	var h map[string]string
+	if len(hdr) > 0 {
+		h = hdr[0]
+	}
+	code, b, err := a.do(ctx, method, path, body, h)
+	if err != nil {
+		return err
+	}
+	if code != status {
+		return fmt.Errorf("%s %s: %d, want %d: %s", method, path, code, status, b)
+	}
+	if out != nil {
+		return json.Unmarshal(b, out)
+	}
+	return nil
+}
+
+// headendLab is a running head-end with a registered world and one
+// logged-in client per role.
+type headendLab struct {
+	h       *headend.Headend
+	url     string
+	clients map[string]*api
+	meter   string
+}
+
+const labMeterNumber = "120000001"
+
+func startHeadend(ctx context.Context, lab *Lab) (*headendLab, error) {
+	dir, err := lab.TempDir("headend")
+	if err != nil {
+		return nil, err
+	}
+	cfg := config.Default()
+	cfg.DataDir = dir
+	cfg.Listen = "127.0.0.1:0"
+	cfg.Database.URL = filepath.Join(dir, "sluice.db")
+	cfg.KMS.File = filepath.Join(dir, "keys.sealed")
+	cfg.KMS.Passphrase = fmt.Sprintf("attack lab head-end %d", lab.Seed)
+	cfg.ShutdownTimeout.Duration = 5 * time.Second
+	vendNow := time.Date(2026, 8, 3, 10, 0, 0, 0, time.UTC) // inside the tariff's first version
+	h, err := headend.Start(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), headend.Options{
+		Version:        "attack-lab",
+		PasswordParams: &auth.Params{Memory: 64, Time: 1, Threads: 1},
+		KMSOptions:     filekms.Options{Time: 1, MemoryKiB: 8 << 10, Threads: 1},
+		Now:            func() time.Time { return vendNow },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("start head-end: %w", err)
+	}
+	hl := &headendLab{h: h, url: h.URL(), clients: map[string]*api{}, meter: labMeterNumber}
+	ok := false
+	defer func() {
+		if !ok {
+			hl.stop()
+		}
+	}()
+	if _, err := keys.Init(ctx, h.KMS(), kms.Ed25519); err != nil {
+		return nil, err
+	}
+	admin := newAPI(hl.url)
+	pw := "lab admin password " + fmt.Sprint(lab.Seed)
+	if err := admin.must(ctx, 200, "POST", "/auth/login", map[string]string{"username": "admin", "password": h.BootstrapPassword}, nil); err != nil {
+		return nil, err
+	}
+	if err := admin.must(ctx, 200, "POST", "/auth/password", map[string]string{"current_password": h.BootstrapPassword, "new_password": pw}, nil); err != nil {
+		return nil, err
+	}
+	hl.clients[auth.Admin] = admin
+	steps := []struct {
+		status       int
+		method, path string
+		body         any
+	}{
+		{201, "POST", "/vendors", map[string]any{"code": "LAB1", "name": "Lab vending point", "daily_limit_cents": 10_000_000}},
+		{200, "PUT", "/tariffs/DOM-2026", tariffJSON},
+		{201, "POST", "/customers", map[string]any{"account": "ACC-LAB-1", "name": "Lab Customer", "area": "Lab"}},
+		{201, "POST", "/meters", map[string]any{"number": labMeterNumber, "kind": "card", "customer": "ACC-LAB-1", "tariff": "DOM-2026"}},
+	}
+	for _, s := range steps {
+		if err := admin.must(ctx, s.status, s.method, s.path, s.body, nil); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+	}
+	for _, role := range []string{auth.Supervisor, auth.Vendor, auth.Engineer, auth.Auditor} {
+		n := map[string]string{"username": role + "1", "display_name": "Lab " + role, "role": role}
+		if role == auth.Vendor {
+			n["vendor"] = "LAB1"
+		}
+		var created struct {
+			OneTimePassword string `json:"one_time_password"`
+		}
+		if err := admin.must(ctx, 201, "POST", "/operators", n, &created); err != nil {
+			return nil, fmt.Errorf("setup: %w", err)
+		}
+		c := newAPI(hl.url)
+		if err := c.must(ctx, 200, "POST", "/auth/login", map[string]string{"username": n["username"], "password": created.OneTimePassword}, nil); err != nil {
+			return nil, err
+		}
+		if err := c.must(ctx, 200, "POST", "/auth/password", map[string]string{"current_password": created.OneTimePassword, "new_password": "lab password for " + role}, nil); err != nil {
+			return nil, err
+		}
+		hl.clients[role] = c
+	}
+	ok = true
+	return hl, nil
+}
+
+func (hl *headendLab) stop() {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	hl.h.Shutdown(ctx)
+}
+
+// float reads a vending point's float as a supervisor sees it.
+func (hl *headendLab) float(ctx context.Context, code string) (int64, error) {
+	var vs []struct {
+		Code       string `json:"code"`
+		FloatCents int64  `json:"float_cents"`
+	}
+	if err := hl.clients[auth.Supervisor].must(ctx, 200, "GET", "/vendors", nil, &vs); err != nil {
+		return 0, err
+	}
+	for _, v := range vs {
+		if v.Code == code {
+			return v.FloatCents, nil
+		}
+	}
+	return 0, fmt.Errorf("no vending point %s", code)
+}
+
+// operation is one route of the OpenAPI document.
+type operation struct {
+	method, path string
+	roles        []string // nil: public
+}
+
+var pathParam = regexp.MustCompile(`\{[^}]+\}`)
+
+func (hl *headendLab) operations(ctx context.Context) ([]operation, error) {
+	code, b, err := newAPI(hl.url).do(ctx, "GET", "/api/v1/openapi.json", nil, nil)
+	if err != nil || code != 200 {
+		return nil, fmt.Errorf("openapi.json: %d %v", code, err)
+	}
+	var doc struct {
+		Paths map[string]map[string]struct {
+			Security *[]any  `json:"security"`
+			Roles    []string `json:"x-roles"`
+		} `json:"paths"`
+	}
+	if err := json.Unmarshal(b, &doc); err != nil {
+		return nil, err
+	}
+	var ops []operation
+	for p, ms := range doc.Paths {
+		if !strings.HasPrefix(p, "/api/") {
+			p = "/api/v1" + p
+		}
+		for m, op := range ms {
+			o := operation{method: strings.ToUpper(m), path: pathParam.ReplaceAllString(p, "1")}
+			if op.Security == nil || len(*op.Security) > 0 {
+				o.roles = op.Roles
+				if o.roles == nil {
+					o.roles = []string{}
+				}
+			}
+			ops = append(ops, o)
+		}
+	}
+	sort.Slice(ops, func(i, j int) bool { return ops[i].path+ops[i].method < ops[j].path+ops[j].method })
+	return ops, nil
+}
+
+// tableCounts is a fingerprint of the database's contents.
+func (hl *headendLab) tableCounts(ctx context.Context) (map[string]int64, error) {
+	db := hl.h.Store().SQL()
+	rows, err := db.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	out := map[string]int64{}
+	for _, n := range names {
+		var c int64
+		if err := db.QueryRowContext(ctx, `SELECT count(*) FROM "`+n+`"`).Scan(&c); err != nil {
+			return nil, err
+		}
+		out[n] = c
+	}
+	return out, nil
+}
+
+func headendAttack() Attack {
+	return Attack{
+		ID:       "12",
+		Name:     "head-end API: authentication, roles, float, idempotency, injection, audit tampering",
+		Weakness: "vending back-ends are where ghost vending happens: unauthenticated or over-privileged calls, floats driven negative, retried purchases issuing twice, injectable queries, audit trails edited after the fact",
+		Defence:  "every route has an explicit role rule enforced before its handler; the float check and idempotency key are database constraints in the purchase's transaction; strict JSON with bounded bodies and parameterised SQL; a hash-chained audit log with KMS-keyed anchors",
+		Play: func(ctx context.Context, lab *Lab, r *Recorder) error {
+			hl, err := startHeadend(ctx, lab)
+			if err != nil {
+				return err
+			}
+			defer hl.stop()
+			ops, err := hl.operations(ctx)
+			if err != nil {
+				return err
+			}
+			if err := unauthenticated(ctx, hl, ops, r); err != nil {
+				return err
+			}
+			if err := wrongRole(ctx, hl, ops, r); err != nil {
+				return err
+			}
+			if err := floatAndIdempotency(ctx, hl, r); err != nil {
+				return err
+			}
+			if err := injection(ctx, hl, r); err != nil {
+				return err
+			}
+			return auditTamper(ctx, hl, r)
+		},
+	}
+}
+
+func unauthenticated(ctx context.Context, hl *headendLab, ops []operation, r *Recorder) error {
+	before, err := hl.tableCounts(ctx)
+	if err != nil {
+		return err
+	}
+	anon := newAPI(hl.url)
+	forged := newAPI(hl.url)
+	forged.bearer = "slk_0000000000000000000000000000000000000000"
+	cookie := newAPI(hl.url)
+	u, _ := http.NewRequest("GET", hl.url, nil)
+	cookie.c.Jar.SetCookies(u.URL, []*http.Cookie{{Name: "sluice_session", Value: strings.Repeat("A", 43)}})
+	tried, let := 0, 0
+	var leaks []string
+	for _, op := range ops {
+		if op.roles == nil {
+			continue // public (login)
+		}
+		for _, c := range []*api{anon, forged, cookie} {
+			code, _, err := c.do(ctx, op.method, op.path, []byte("{}"), nil)
+			if err != nil {
+				return err
+			}
+			tried++
+			if code != http.StatusUnauthorized {
+				let++
+				leaks = append(leaks, fmt.Sprintf("%s %s=%d", op.method, op.path, code))
+			}
+		}
+	}
+	after, err := hl.tableCounts(ctx)
+	if err != nil {
+		return err
+	}
+	changed := changedTables(before, after, "login_failures", "audit_log")
+	r.Measure("unauthenticated_requests", float64(tried))
+	r.Observe("requests without authentication", let == 0 && len(changed) == 0,
+		"%d protected routes (from the served OpenAPI document) x {no credentials, a made-up API key, a forged session cookie} = %d requests: %d not answered 401 %v; tables changed: %v",
+		tried/3, tried, let, leaks, changed)
+	return nil
+}
+
+// changedTables lists tables whose row count changed, ignoring some.
+func changedTables(a, b map[string]int64, ignore ...string) []string {
+	var out []string
+	for n, c := range b {
+		if a[n] != c && !slices.Contains(ignore, n) {
+			out = append(out, fmt.Sprintf("%s %d->%d", n, a[n], c))
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+func wrongRole(ctx context.Context, hl *headendLab, ops []operation, r *Recorder) error {
+	before, err := hl.tableCounts(ctx)
+	if err != nil {
+		return err
+	}
+	tried, let := 0, 0
+	var leaks []string
+	for _, op := range ops {
+		if op.roles == nil {
+			continue
+		}
+		for _, role := range auth.Roles {
+			if slices.Contains(op.roles, role) {
+				continue
+			}
+			code, _, err := hl.clients[role].do(ctx, op.method, op.path, []byte("{}"), map[string]string{"Idempotency-Key": "wrong-role"})
+			if err != nil {
+				return err
+			}
+			tried++
+			if code != http.StatusForbidden {
+				let++
+				leaks = append(leaks, fmt.Sprintf("%s %s as %s=%d", op.method, op.path, role, code))
+			}
+		}
+	}
+	after, err := hl.tableCounts(ctx)
+	if err != nil {
+		return err
+	}
+	changed := changedTables(before, after, "audit_log")
+	r.Measure("wrong_role_requests", float64(tried))
+	r.Observe("requests with the wrong role", tried > 0 && let == 0 && len(changed) == 0,
+		"every route x every role its x-roles rule excludes: %d requests, %d not answered 403 %v; tables changed: %v",
+		tried, let, leaks, changed)
+	return nil
+}
+
+func floatAndIdempotency(ctx context.Context, hl *headendLab, r *Recorder) error {
+	sup, cashier := hl.clients[auth.Supervisor], hl.clients[auth.Vendor]
+	const deposit = 200_000
+	if err := sup.must(ctx, 201, "POST", "/vendors/LAB1/deposits", map[string]any{"amount_cents": deposit, "reference": "LAB-SLIP-1"}, nil); err != nil {
+		return err
+	}
+	f0, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	// Beyond the float, at once.
+	code, body, err := cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 2*f0 + 10_000}, map[string]string{"Idempotency-Key": "beyond-1"})
+	if err != nil {
+		return err
+	}
+	f1, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	// Beyond the float, by concurrent purchases that each fit.
+	const n, each = 16, 30_000
+	var wg sync.WaitGroup
+	codes := make([]int, n)
+	paid := make([]int64, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var b []byte
+			codes[i], b, _ = cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": each},
+				map[string]string{"Idempotency-Key": fmt.Sprintf("race-%d", i)})
+			var rc struct {
+				Paid int64 `json:"paid_cents"`
+			}
+			json.Unmarshal(b, &rc)
+			paid[i] = rc.Paid
+		}(i)
+	}
+	wg.Wait()
+	ok, refused, other := 0, 0, 0
+	var sold int64
+	for i, c := range codes {
+		switch c {
+		case 201:
+			ok++
+			sold += paid[i]
+		case 409:
+			refused++
+		default:
+			other++
+		}
+	}
+	f2, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	r.Measure("float_cents_after", float64(f2))
+	r.Observe("vend beyond float", code == http.StatusConflict && f1 == f0 && f2 >= 0 && f2 == f0-sold && refused > 0 && other == 0,
+		"float %d cents; a purchase tendering %d: %d %s, float unchanged: %v; %d concurrent purchases of %d each (%d in all): %d sold, %d refused 409, %d other; float %d = %d - %d paid: %v, never negative: %v",
+		f0, 2*f0+10_000, code, errCode(body), f1 == f0, n, each, n*each, ok, refused, other, f2, f0, sold, f2 == f0-sold, f2 >= 0)
+
+	// The same Idempotency-Key with another body.
+	key := map[string]string{"Idempotency-Key": "lab-idem-1"}
+	var r1, r2 struct {
+		PurchaseID int64 `json:"purchase_id"`
+		Tokens     []any `json:"tokens"`
+	}
+	if err := cashier.must(ctx, 201, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 5_000}, &r1, key); err != nil {
+		return err
+	}
+	g1, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	c2, b2, err := cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 9_000}, key)
+	if err != nil {
+		return err
+	}
+	c3, b3, err := cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 5_000}, key)
+	if err != nil {
+		return err
+	}
+	json.Unmarshal(b3, &r2)
+	g2, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	same := c3 == 200 && r2.PurchaseID == r1.PurchaseID && fmt.Sprint(r2.Tokens) == fmt.Sprint(r1.Tokens)
+	r.Observe("idempotency key reused with another body", c2 == http.StatusUnprocessableEntity && same && g2 == g1,
+		"purchase under one key: 201; same key, amount changed: %d %s; same key, same body: %d, same purchase and tokens: %v; float unchanged by the retries: %v",
+		c2, errCode(b2), c3, same, g2 == g1)
+	return nil
+}
+
+func errCode(b []byte) string {
+	var e struct {
+		Error struct {
+			Code string `json:"code"`
+		} `json:"error"`
+	}
+	json.Unmarshal(b, &e)
+	return e.Error.Code
+}
+
+// injectionPayloads are what an attacker types into every text field.
+var injectionPayloads = []string{
+	`' OR '1'='1`,
+	`'; DROP TABLE operators; --`,
+	`" OR ""="`,
+	`1; UPDATE vendors SET float_cents = 99999999 --`,
+	`') UNION SELECT password_hash FROM operators --`,
+	"nul\x00byte",
+	`<script>alert(1)</script>`,
+	strings.Repeat("A", 4096),
+}
+
+func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
+	before, err := hl.tableCounts(ctx)
+	if err != nil {
+		return err
+	}
+	f0, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	admin, sup, cashier := hl.clients[auth.Admin], hl.clients[auth.Supervisor], hl.clients[auth.Vendor]
+	type target struct {
+		c            *api
+		method, path string
+		body         map[string]any
+		fields       []string
+	}
+	targets := []target{
+		{newAPI(hl.url), "POST", "/auth/login", map[string]any{"username": "x", "password": "y"}, []string{"username", "password"}},
+		{admin, "POST", "/operators", map[string]any{"username": "u", "display_name": "d", "role": "vendor", "vendor": "LAB1"}, []string{"username", "display_name", "role", "vendor"}},
+		{admin, "POST", "/api-keys", map[string]any{"operator": "vendor1", "label": "l"}, []string{"operator", "label"}},
+		{admin, "POST", "/vendors", map[string]any{"code": "V", "name": "n", "daily_limit_cents": 100}, []string{"code", "name"}},
+		{sup, "POST", "/vendors/LAB1/deposits", map[string]any{"amount_cents": 1, "bank": "b", "reference": "r"}, []string{"bank", "reference"}},
+		{admin, "PUT", "/supply-groups/600999", map[string]any{"code": "600999", "name": "n", "dkga": "04", "ea": "11", "base_date": 2014, "krn": 1, "ti": 1}, []string{"code", "name", "dkga", "ea"}},
+		{admin, "POST", "/customers", map[string]any{"account": "A", "name": "n", "address": "a", "phone": "p", "area": "r"}, []string{"account", "name", "address", "phone", "area"}},
+		{sup, "POST", "/customers/ACC-LAB-1/debt", map[string]any{"amount_cents": 1, "reference": "r"}, []string{"reference"}},
+		{admin, "POST", "/meters", map[string]any{"number": "120000099", "kind": "card", "customer": "ACC-LAB-1", "tariff": "DOM-2026", "area": "a"}, []string{"number", "kind", "customer", "tariff", "area"}},
+		{admin, "POST", "/meters/" + labMeterNumber + "/assign", map[string]any{"customer": "ACC-LAB-1"}, []string{"customer"}},
+		{cashier, "POST", "/purchases/preview", map[string]any{"meter": labMeterNumber, "amount_cents": 100}, []string{"meter"}},
+		{cashier, "POST", "/purchases", map[string]any{"meter": labMeterNumber, "amount_cents": 100}, []string{"meter"}},
+		{sup, "POST", "/purchases/1/reverse", map[string]any{"reason": "r"}, []string{"reason"}},
+	}
+	fields := 0
+	for _, t := range targets {
+		fields += len(t.fields)
+	}
+	requests, server5xx, accepted := 0, 0, 0
+	var fails []string
+	seq := 0
+	for _, t := range targets {
+		for _, f := range t.fields {
+			for _, p := range injectionPayloads {
+				b := map[string]any{}
+				for k, v := range t.body {
+					b[k] = v
+				}
+				b[f] = p
+				seq++
+				code, body, err := t.c.do(ctx, t.method, t.path, b, map[string]string{"Idempotency-Key": fmt.Sprintf("inj-%d", seq)})
+				if err != nil {
+					return err
+				}
+				requests++
+				if code >= 500 {
+					server5xx++
+					fails = append(fails, fmt.Sprintf("%s %s %s=%.20q: %d %s", t.method, t.path, f, p, code, errCode(body)))
+				}
+				if code < 300 {
+					accepted++
+				}
+			}
+		}
+	}
+	// Query strings and path segments.
+	for _, p := range injectionPayloads {
+		for _, path := range []string{"/customers?q=", "/meters?q=", "/customers/", "/meters/", "/audit?from="} {
+			code, _, err := admin.do(ctx, "GET", path+urlEscape(p), nil, nil)
+			if err != nil {
+				return err
+			}
+			requests++
+			if code >= 500 {
+				server5xx++
+				fails = append(fails, fmt.Sprintf("GET %s%.20q: %d", path, p, code))
+			}
+		}
+	}
+	// Oversized bodies: a megabyte in one field, on every write route above.
+	big := strings.Repeat("B", 1<<20)
+	over := 0
+	for _, t := range targets {
+		b := map[string]any{}
+		for k, v := range t.body {
+			b[k] = v
+		}
+		b[t.fields[0]] = big
+		code, _, err := t.c.do(ctx, t.method, t.path, b, map[string]string{"Idempotency-Key": "oversized"})
+		if err != nil {
+			return err
+		}
+		requests++
+		if code == http.StatusRequestEntityTooLarge {
+			over++
+		} else if code >= 500 {
+			server5xx++
+		}
+	}
+	// What did it do to the database?
+	after, err := hl.tableCounts(ctx)
+	if err != nil {
+		return err
+	}
+	var integrity string
+	if err := hl.h.Store().SQL().QueryRowContext(ctx, `PRAGMA integrity_check`).Scan(&integrity); err != nil {
+		return err
+	}
+	lost := []string{}
+	for n := range before {
+		if _, ok := after[n]; !ok {
+			lost = append(lost, n)
+		}
+	}
+	f1, err := hl.float(ctx, "LAB1")
+	if err != nil {
+		return err
+	}
+	// A payload stored as a name reads back byte for byte: data, not code.
+	payload := injectionPayloads[1]
+	var detail struct {
+		Customer struct {
+			Name string `json:"name"`
+		} `json:"customer"`
+	}
+	if err := admin.must(ctx, 201, "POST", "/customers", map[string]any{"account": "INJ-1", "name": payload}, nil); err != nil {
+		return err
+	}
+	if err := admin.must(ctx, 200, "GET", "/customers/INJ-1", nil, &detail); err != nil {
+		return err
+	}
+	roundTrip := detail.Customer.Name == payload
+	operators := after["operators"]
+	r.Measure("injection_requests", float64(requests))
+	r.Measure("server_errors", float64(server5xx))
+	r.Observe("SQL injection and oversized payloads", server5xx == 0 && len(lost) == 0 && integrity == "ok" && over == len(targets) && operators >= 5,
+		"%d requests: %d string fields of %d write routes x %d payloads (quotes, stacked statements, UNION, NUL, markup, 4 KiB), 5 query/path parameters x %d payloads, and a 1 MiB field on each route: %d answered 5xx %v, %d accepted as plain data, %d of %d oversized bodies refused 413; database integrity %q, tables lost: %v, float %d -> %d (moved only by accepted purchases), stored payloads read back: %v",
+		requests, fields, len(targets), len(injectionPayloads), len(injectionPayloads), server5xx, fails, accepted, over, len(targets), integrity, lost, f0, f1, roundTrip)
+	return nil
+}
+
+
+func urlEscape(s string) string {
+	var b strings.Builder
+	for _, c := range []byte(s) {
+		if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_' {
+			b.WriteByte(c)
+		} else {
+			fmt.Fprintf(&b, "%%%02X", c)
+		}
+	}
+	return b.String()
+}
+
+func auditTamper(ctx context.Context, hl *headendLab, r *Recorder) error {
+	st := hl.h.Store()
+	anchors, err := auditlog.NewKMSAnchors(ctx, hl.h.KMS())
+	if err != nil {
+		return err
+	}
+	if _, err := auditlog.Seal(ctx, st, anchors, 0); err != nil {
+		return fmt.Errorf("seal: %w", err)
+	}
+	rep0, err := auditlog.Verify(ctx, st, anchors)
+	if err != nil {
+		return err
+	}
+	if !rep0.OK || rep0.Records < 10 {
+		return fmt.Errorf("the untouched audit chain does not verify: %+v", rep0)
+	}
+	db := st.SQL()
+	// Edit one record's details, as someone with database access would.
+	target := rep0.Records / 2
+	var details []byte
+	if err := db.QueryRowContext(ctx, `SELECT details FROM audit_log WHERE seq = ?`, target).Scan(&details); err != nil {
+		return err
+	}
+	edited := bytes.Replace(details, []byte(`"`), []byte(`" `), 1)
+	if bytes.Equal(edited, details) {
+		edited = append(details, ' ')
+	}
+	if _, err := db.ExecContext(ctx, `UPDATE audit_log SET details = ? WHERE seq = ?`, edited, target); err != nil {
+		return err
+	}
+	rep1, err := auditlog.Verify(ctx, st, anchors)
+	if err != nil {
+		return err
+	}
+	// Put it back, then delete one.
+	if _, err := db.ExecContext(ctx, `UPDATE audit_log SET details = ? WHERE seq = ?`, details, target); err != nil {
+		return err
+	}
+	var saved []any
+	cols := `id, at, actor, action, object, details, seq, prev_hash, hash, anchor`
+	row := db.QueryRowContext(ctx, `SELECT `+cols+` FROM audit_log WHERE seq = ?`, target)
+	vals := make([]any, 10)
+	ptrs := make([]any, 10)
+	for i := range vals {
+		ptrs[i] = &vals[i]
+	}
+	if err := row.Scan(ptrs...); err != nil {
+		return err
+	}
+	saved = vals
+	if _, err := db.ExecContext(ctx, `DELETE FROM audit_log WHERE seq = ?`, target); err != nil {
+		return err
+	}
+	rep2, err := auditlog.Verify(ctx, st, anchors)
+	if err != nil {
+		return err
+	}
+	if _, err := db.ExecContext(ctx, `INSERT INTO audit_log (`+cols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, saved...); err != nil {
+		return err
+	}
+	rep3, err := auditlog.Verify(ctx, st, anchors)
+	if err != nil {
+		return err
+	}
+	r.Measure("audit_records", float64(rep0.Records))
+	r.Observe("audit record edited in the database", !rep1.OK && rep1.FirstBad == target && !rep2.OK && rep3.OK,
+		"%d sealed records (%d anchored) verified; one byte inserted into the details of record %d: verify fails at %d (%s); record deleted: verify fails at %d (%s); restored: verifies again: %v",
+		rep0.Records, rep0.Anchored, target, rep1.FirstBad, rep1.Problem, rep2.FirstBad, rep2.Problem, rep3.OK)
+	return nil
+}

@@ -1,3 +1,0 @@
-package attack
-
-func headendAttack() Attack   { return Attack{ID: "12"} }
