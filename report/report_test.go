@@ -201,8 +201,8 @@ func TestTotalsAgreeWithTheLedger(t *testing.T) {
 			name     string
 			from, to time.Time
 		}{
-			{"both days", day1.Truncate(24 * time.Hour), day1.Truncate(24 * time.Hour).AddDate(0, 0, 2)},
-			{"day 2", day1.Truncate(24 * time.Hour).AddDate(0, 0, 1), day1.Truncate(24 * time.Hour).AddDate(0, 0, 2)},
+			{"both days", day1.Truncate(24 * time.Hour), day1.Truncate(24*time.Hour).AddDate(0, 0, 2)},
+			{"day 2", day1.Truncate(24*time.Hour).AddDate(0, 0, 1), day1.Truncate(24*time.Hour).AddDate(0, 0, 2)},
 			{"day 1 afternoon", day1.Add(90 * time.Minute), day1.Add(12 * time.Hour)},
 		}
 		for _, rg := range ranges {
@@ -265,7 +265,9 @@ func TestTotalsAgreeWithTheLedger(t *testing.T) {
 				}
 
 				toks := run(t, s, "tokens", p)
-				isClass := func(c string) func(map[string]any) bool { return func(l map[string]any) bool { return l["class"] == c } }
+				isClass := func(c string) func(map[string]any) bool {
+					return func(l map[string]any) bool { return l["class"] == c }
+				}
 				if got, want := toks.sum("tokens", isClass(ClassCredit)), lv.tokens[ledger.PurposeCredit]+lv.tokens[ledger.PurposeFree]; got != want {
 					t.Errorf("tokens: credit %d, ledger %d", got, want)
 				}

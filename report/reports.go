@@ -88,7 +88,9 @@ type groups[K comparable] struct {
 	width int
 }
 
-func newGroups[K comparable](width int) *groups[K] { return &groups[K]{m: map[K][]int64{}, width: width} }
+func newGroups[K comparable](width int) *groups[K] {
+	return &groups[K]{m: map[K][]int64{}, width: width}
+}
 
 func (g *groups[K]) add(k K, vals ...int64) {
 	acc := g.m[k]
