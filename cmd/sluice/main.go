@@ -48,6 +48,7 @@ func commands() []command {
 		{"keys", "key ceremony: init, list, pubkey, rotate, import-sts", cmdKeys},
 		{"meter", "the reference meter: one on a keypad prompt, or a fleet (--meters N)", cmdMeter},
 		{"audit", "audit log: verify the hash chain and anchors, seal pending records", cmdAudit},
+		{"attack", "the attack lab: play every known attack against the real components", cmdAttack},
 		{"ledger", "ledger: check every entry against the invariants", cmdLedger},
 		{"backup", "write an online backup of the SQLite store and its sealed key store", cmdBackup},
 		{"restore", "restore a backup into a data directory, then verify audit chain and ledger", cmdRestore},
