@@ -102,6 +102,11 @@ type Image struct {
 	Params Params
 	Keys   Keys
 	Tokens []byte // STS decoder state (holds the decoder key)
+	// Device is the meter's own provisioning key pairs (package
+	// provision's device file), empty for a meter set up by Format.
+	Device      []byte
+	Ready       bool
+	ProvCounter uint32
 	Snapshot
 }
 
@@ -115,5 +120,6 @@ func ParseImage(img []byte, pageSize int) (Image, error) {
 	if err != nil {
 		return Image{}, err
 	}
-	return Image{Seq: m.j.seq, ID: m.s.ID, Params: m.Params(), Keys: m.s.Keys, Tokens: append([]byte(nil), m.s.Tokens...), Snapshot: m.Snapshot()}, nil
+	return Image{Seq: m.j.seq, ID: m.s.ID, Params: m.Params(), Keys: m.s.Keys, Tokens: append([]byte(nil), m.s.Tokens...),
+		Device: append([]byte(nil), m.s.Device...), Ready: m.s.Ready, ProvCounter: m.s.ProvCounter, Snapshot: m.Snapshot()}, nil
 }

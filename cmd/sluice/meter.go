@@ -5,17 +5,21 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"sluice/meter"
 	"sluice/meter/console"
 	"sluice/meter/sim"
+	"sluice/provision"
 	"sluice/sts"
 )
 
@@ -23,7 +27,13 @@ import (
 // prompt, a fleet of emulated meters (--meters N), or the firmware-readout
 // view of a flash image (--inspect FILE).
 func cmdMeter(ctx context.Context, sio stdio, args []string) error {
-	fs := newFlags(sio, "meter", "[--flash FILE] | --meters N [--for 168h] | --inspect FILE")
+	if len(args) > 0 && args[0] == "provision" {
+		return subcommands(ctx, sio, "meter provision", args[1:], []command{
+			{"request", "factory station: a blank meter makes its device keys and signed request", cmdMeterProvisionRequest},
+			{"apply", "the meter installs a signed provisioning record", cmdMeterProvisionApply},
+		})
+	}
+	fs := newFlags(sio, "meter", "[--flash FILE] | --meters N [--for 168h] | --inspect FILE | provision request|apply")
 	flash := fs.String("flash", "", "bench: EEPROM image file, kept across runs (a new demo meter if missing)")
 	id := fs.Uint64("id", 4710001, "bench: meter ID of a new demo meter")
 	startAt := fs.String("start", "", "meter clock at start, RFC 3339 (default: now)")
@@ -79,6 +89,9 @@ func meterBench(ctx context.Context, sio stdio, path string, id uint64, start ti
 		}
 		if b.Demo, err = console.OpenDemo(b.Meter(), meterLastTID(b.Storage)); err != nil {
 			return err
+		}
+		if b.Demo == nil {
+			fmt.Fprintf(sio.out, "Meter %d is not a demo meter: no demo vending point on this bench.\n", b.Meter().ID())
 		}
 	case path != "" && !errors.Is(err, os.ErrNotExist):
 		return fmt.Errorf("--flash: %w", err)
@@ -158,6 +171,9 @@ func meterInspect(sio stdio, path string) error {
 	out := struct {
 		ID           uint64    `json:"id"`
 		JournalSeq   uint32    `json:"journal_seq"`
+		Ready        bool      `json:"provisioned"`
+		ProvCounter  uint32    `json:"provisioning_counter"`
+		DeviceKeys   string    `json:"device_keys,omitempty"`
 		MeterKey     string    `json:"meter_key"`
 		TelemetryKey string    `json:"telemetry_key"`
 		Trusted      []trusted `json:"trusted_keys"`
@@ -171,7 +187,7 @@ func meterInspect(sio stdio, path string) error {
 		Status       string    `json:"status"`
 		VoucherSeq   uint32    `json:"voucher_seq"`
 		EventSeq     uint32    `json:"event_seq"`
-	}{ID: im.ID, JournalSeq: im.Seq, MeterKey: hex.EncodeToString(im.Keys.MeterKey[:]),
+	}{ID: im.ID, JournalSeq: im.Seq, Ready: im.Ready, ProvCounter: im.ProvCounter, DeviceKeys: hex.EncodeToString(im.Device), MeterKey: hex.EncodeToString(im.Keys.MeterKey[:]),
 		TelemetryKey: hex.EncodeToString(im.Keys.TelemetryKey[:]), Unit: im.Unit.String(), Credit: im.Credit,
 		Forward: im.Forward, Reverse: im.Reverse, Loaded: im.Loaded, Status: im.StatusText(time.Time{}),
 		VoucherSeq: im.VoucherSeq, EventSeq: im.EventSeq}
@@ -228,4 +244,136 @@ func meterFleet(ctx context.Context, sio stdio, cfg sim.Config, until time.Time,
 		return enc.Encode(f.Summary())
 	}
 	return nil
+}
+
+// cmdMeterProvisionRequest plays the factory station: a blank meter image
+// gets the meter's own provisioning key pairs (generated here, as on the
+// meter, never leaving the image) and the management key its firmware
+// trusts, and the meter's signed request goes to the head-end.
+func cmdMeterProvisionRequest(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "meter provision request", "--flash FILE --id N --model M --anchor KEYFILE --out REQUEST [--sts-sgc 6DIGITS ...]")
+	flash := fs.String("flash", "", "the meter's EEPROM image to create (must not exist)")
+	id := fs.Uint64("id", 0, "meter ID")
+	model := fs.String("model", "", "hardware model (1-32 printable ASCII)")
+	anchor := fs.String("anchor", "", "management public key the firmware trusts: PEM PUBLIC KEY or 64 hex digits")
+	out := fs.String("out", "", "where to write the signed request (hex)")
+	sgc := fs.String("sts-sgc", "", "STS supply group code of the keypad's decoder key (empty: no keypad)")
+	ti := fs.Int("sts-ti", 1, "STS tariff index")
+	krn := fs.Int("sts-krn", 1, "STS key revision number")
+	kt := fs.Int("sts-kt", 2, "STS key type")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *flash == "":
+		return errors.New("--flash: required")
+	case *out == "":
+		return errors.New("--out: required")
+	}
+	if _, err := os.Stat(*flash); err == nil {
+		return fmt.Errorf("--flash %s: exists; a meter is set up at the factory once", *flash)
+	}
+	pub, err := meterReadEd25519Public(*anchor)
+	if err != nil {
+		return fmt.Errorf("--anchor: %w", err)
+	}
+	dev, err := provision.NewDevice(rand.Reader, *id, *model)
+	if err != nil {
+		return err
+	}
+	f := meter.Factory{Params: meter.DefaultParams(), Device: dev, Anchor: pub}
+	if *sgc != "" {
+		code, err := sts.ParseSGC(*sgc)
+		if err != nil {
+			return fmt.Errorf("--sts-sgc: %w", err)
+		}
+		f.STS = &sts.DecoderConfig{EA: sts.EA11, ID: sts.KeyID{KT: *kt, SGC: code, TI: *ti, KRN: *krn}, KEN: 255,
+			Base: sts.Base2014, CreditSubclasses: 1<<sts.SubWater | 1<<sts.SubWaterCurrency}
+	}
+	ee := meter.NewEEPROM(meter.DefaultEEPROMSize, meter.DefaultPageSize)
+	if err := meter.FormatFactory(ee, f); err != nil {
+		return err
+	}
+	m, err := meter.Boot(ee, meter.Deps{})
+	if err != nil {
+		return err
+	}
+	req, err := m.ProvisioningRequest()
+	if err != nil {
+		return err
+	}
+	if err := meterWriteFile(*flash, mustDump(ee)); err != nil {
+		return fmt.Errorf("--flash: %w", err)
+	}
+	if err := os.WriteFile(*out, []byte(hex.EncodeToString(req)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	fmt.Fprintf(sio.out, "meter %d (%s) set up in %s; request in %s\n", *id, *model, *flash, *out)
+	return nil
+}
+
+// cmdMeterProvisionApply hands a signed provisioning record to the meter.
+func cmdMeterProvisionApply(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "meter provision apply", "--flash FILE --record FILE")
+	flash := fs.String("flash", "", "the meter's EEPROM image")
+	record := fs.String("record", "", "the signed provisioning record (binary or hex)")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	img, err := os.ReadFile(*flash)
+	if err != nil {
+		return fmt.Errorf("--flash: %w", err)
+	}
+	rec, err := os.ReadFile(*record)
+	if err != nil {
+		return fmt.Errorf("--record: %w", err)
+	}
+	if h, err := hex.DecodeString(strings.Join(strings.Fields(string(rec)), "")); err == nil {
+		rec = h
+	}
+	ee, err := meter.LoadEEPROM(img, meter.DefaultPageSize)
+	if err != nil {
+		return fmt.Errorf("--flash: %w", err)
+	}
+	m, err := meter.Boot(ee, meter.Deps{})
+	if err != nil {
+		return fmt.Errorf("--flash: %w", err)
+	}
+	perr := m.Provision(time.Now().UTC(), rec)
+	// The refusal is in the meter's event log too: save either way.
+	if err := meterWriteFile(*flash, mustDump(ee)); err != nil {
+		return fmt.Errorf("--flash: %w", err)
+	}
+	if perr != nil {
+		return fmt.Errorf("record refused: %w", perr)
+	}
+	fmt.Fprintf(sio.out, "meter %d provisioned\n", m.ID())
+	return nil
+}
+
+// meterReadEd25519Public reads an Ed25519 public key from a PEM PUBLIC KEY
+// file or a file of 64 hex digits.
+func meterReadEd25519Public(path string) (ed25519.PublicKey, error) {
+	if path == "" {
+		return nil, errors.New("required")
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if blk, _ := pem.Decode(b); blk != nil {
+		k, err := x509.ParsePKIXPublicKey(blk.Bytes)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if pub, ok := k.(ed25519.PublicKey); ok {
+			return pub, nil
+		}
+		return nil, fmt.Errorf("%s: %T is not an Ed25519 key", path, k)
+	}
+	h, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(h) != ed25519.PublicKeySize {
+		return nil, fmt.Errorf("%s: want PEM or %d hex digits", path, 2*ed25519.PublicKeySize)
+	}
+	return ed25519.PublicKey(h), nil
 }

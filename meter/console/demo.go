@@ -1,6 +1,7 @@
 package console
 
 import (
+	"bytes"
 	"crypto/ed25519"
 	"crypto/sha256"
 	"fmt"
@@ -29,11 +30,15 @@ func NewDemo(st meter.Storage, id uint64) (*Demo, error) {
 }
 
 // OpenDemo returns the demo vending point for a demo meter provisioned
-// earlier by NewDemo, continuing its TID and voucher sequences.
+// earlier by NewDemo, continuing its TID and voucher sequences, or nil when
+// m is not a demo meter (its card key is not the demo's).
 func OpenDemo(m *meter.Meter, lastTID uint32) (*Demo, error) {
 	d, _, err := demoKeys(m.ID())
 	if err != nil {
 		return nil, err
+	}
+	if !bytes.Equal(d.CardKey, m.CardKey()) {
+		return nil, nil
 	}
 	d.Seq, d.LastTID = m.Snapshot().VoucherSeq, lastTID
 	return d, nil
