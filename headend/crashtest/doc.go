@@ -8,6 +8,7 @@
 // synchronous=FULL, PostgreSQL), idempotency keys enforced by the database,
 // and an audit chain the sealer keeps whole across crashes. The package has
 // no code of its own; `go test ./headend/crashtest` runs it. The size is
-// bounded for CI (SLUICE_CRASH_PURCHASES overrides it; the issue's figure is
-// 1000) and the PostgreSQL half runs when the test server is reachable.
+// bounded for CI (1000 purchases on SQLite, 300 on PostgreSQL;
+// SLUICE_CRASH_PURCHASES overrides it) and the PostgreSQL half runs when the
+// test server is reachable (and fails under CI when it is not).
 package crashtest
