@@ -46,6 +46,10 @@
 //     does not survive in the other bank.
 //   - Tamper conditions latch until an engineering token or voucher clears
 //     them; repeated card authentication failures are card-port abuse.
+//   - Production meters get their keys only from a signed provisioning
+//     record bound to the key pairs they generated themselves (package
+//     provision); there is no initialisation card, and Format refuses a
+//     meter that already holds state.
 //
 // The protocol, layouts, codes and measured figures are in docs/meter.md.
 package meter
