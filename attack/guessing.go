@@ -187,8 +187,8 @@ func guessing() Attack {
 			// expected time to even one CRC pass (an upper bound on a
 			// credit acceptance) exceeds ten years.
 			r.Observe("guessing through the meter's lockout", years >= 10 && persisted && accepted == 0,
-				"%d entries (%d accepted) in %d simulated days at one every %v when unlocked: %d on day 1, %.0f per day at the end; a power cycle kept the failure count (%d) and the lockout (until %s): %v. At %.0f/day and a CRC pass rate of at most %.3g (95%% bound), the expected time to one CRC pass is %.0f years",
-				total, accepted, days, typingInterval, first, perDay, after.Failures, after.LockedUntil.Format(time.RFC3339), persisted, perDay, upper, years)
+				"%d entries (%d accepted) in %.1f simulated days at one every %v when unlocked: %d on day 1, %.0f per day at the end; a power cycle kept the failure count (%d) and the lockout (until %s): %v. At %.0f/day and a CRC pass rate of at most %.3g (95%% bound), the expected time to one CRC pass is %.3g years",
+				total, accepted, span.Hours()/24, typingInterval, first, perDay, after.Failures, after.LockedUntil.Format(time.RFC3339), persisted, perDay, upper, years)
 			return nil
 		},
 	}

@@ -240,7 +240,7 @@ func (hl *headendLab) operations(ctx context.Context) ([]operation, error) {
 	}
 	var doc struct {
 		Paths map[string]map[string]struct {
-			Security *[]any  `json:"security"`
+			Security *[]any   `json:"security"`
 			Roles    []string `json:"x-roles"`
 		} `json:"paths"`
 	}
@@ -672,7 +672,6 @@ func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
 		requests, fields, len(targets), len(injectionPayloads), len(injectionPayloads), server5xx, fails, accepted, over, len(targets), integrity, lost, f0, f1, roundTrip)
 	return nil
 }
-
 
 func urlEscape(s string) string {
 	var b strings.Builder

@@ -78,6 +78,8 @@ func stsTokens() Attack {
 				}
 			}
 			c1 := a.Snapshot().Credit
+			r.Measure("foreign_tokens", other)
+			r.Measure("foreign_tokens_accepted", float64(other-crc))
 			r.Observe("another meter's tokens", crc == other && c1 == c0,
 				"%d genuine tokens for a sibling meter of the same supply group typed on meter A: %d rejected (CRC under A's key), credit %d -> %d L", other, crc, c0, c1)
 
@@ -106,6 +108,8 @@ func stsTokens() Attack {
 				used++
 			}
 			c2 := a.Snapshot().Credit
+			r.Measure("replays", replays+1)
+			r.Measure("replays_refused", float64(used))
 			r.Observe("token replay", used == replays+1 && c2-c1 == out.Amount,
 				"a %d L token accepted once, then typed %d more times (one after a power cycle): %d refused as used, credit %d -> %d L",
 				out.Amount, replays+1, used, c1, c2)
@@ -172,6 +176,8 @@ func stsTokens() Attack {
 			oldKey, _ := lab.DecoderKey(ctx, g, a.ID())
 			oldInDump := bytes.Contains(dump, oldKey[:8])
 			c5 := a.Snapshot().Credit
+			r.Measure("key_change_replays", float64(replayed))
+			r.Measure("key_change_replays_refused", float64(refused))
 			r.Observe("key-change token replay", refused == replayed && bytes.Equal(dec.Key(), nk) && dec.KeyID().KRN == 2 && !oldInDump && c5 == c4,
 				"the 4 key change tokens typed again twice (in order, reversed): %d of %d refused; the meter still holds revision %d with the new key: %v; the old key in the EEPROM dump: %v",
 				refused, replayed, dec.KeyID().KRN, bytes.Equal(dec.Key(), nk), oldInDump)
