@@ -188,3 +188,30 @@ func TestPowerCutProvisioning(t *testing.T) {
 		}
 	})
 }
+
+// FuzzProvision offers arbitrary bytes as a provisioning record to a
+// factory meter: no panic, and no keys unless the record verifies (only
+// the seed can).
+func FuzzProvision(f *testing.F) {
+	r, h := factoryRig(f)
+	req, err := r.m.ProvisioningRequest()
+	if err != nil {
+		f.Fatal(err)
+	}
+	good := h.record(req, nil)
+	f.Add(good)
+	f.Add(good[:len(good)-1])
+	f.Add([]byte("SLPR\x01"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		r, _ := factoryRig(t)
+		if err := r.m.Provision(t0, b); err != nil {
+			if r.m.Ready() {
+				t.Fatal("refused record left the meter ready")
+			}
+			return
+		}
+		if !bytes.Equal(b, good) {
+			t.Fatal("a record other than the head-end's was accepted")
+		}
+	})
+}
