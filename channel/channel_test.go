@@ -1,0 +1,364 @@
+package channel
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"sluice/auth"
+	"sluice/keys"
+	"sluice/kms"
+	"sluice/kms/filekms"
+	"sluice/server"
+	"sluice/store"
+	"sluice/store/sqlstore"
+	"sluice/store/storetest"
+	"sluice/vend"
+)
+
+const (
+	pan      = "600727000000000009"
+	amiMeter = "5800001"
+)
+
+func applyMigration5(t testing.TB, db *sqlstore.DB) {
+	t.Helper()
+	if _, err := db.SQL().Exec(`SELECT 1 FROM channels LIMIT 1`); err == nil {
+		return
+	}
+	b, err := os.ReadFile(filepath.Join("..", "store", db.Driver(), "migrations", "0005_reports_channels_webhooks.sql.pending"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.SQL().Exec(string(b)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+type harness struct {
+	t        *testing.T
+	db       *sqlstore.DB
+	url      string
+	till     string // API key of the channel's terminal
+	cashier  string // API key of a counter cashier (not a channel)
+	super    string // API key of a supervisor
+	shop     store.Vendor
+	supActor vend.Actor
+	vend     *vend.Service
+}
+
+func newHarness(t *testing.T, db *sqlstore.DB) *harness {
+	t.Helper()
+	applyMigration5(t, db)
+	ctx := context.Background()
+	km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { km.Close() })
+	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04,
+		Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")}}); err != nil {
+		t.Fatal(err)
+	}
+	def, err := os.ReadFile("testdata/domestic.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &harness{t: t, db: db}
+	var admin store.Operator
+	err = db.Tx(ctx, func(tx store.Tx) error {
+		if h.shop, err = tx.Vendors().Create(ctx, store.Vendor{Code: "MOMO", Name: "Mobile money", DailyLimitCents: 10_000_000}); err != nil {
+			return err
+		}
+		office, err := tx.Vendors().Create(ctx, store.Vendor{Code: "OFFICE1", Name: "Office", DailyLimitCents: 10_000_000})
+		if err != nil {
+			return err
+		}
+		if admin, err = tx.Operators().Create(ctx, store.Operator{Username: "admin", DisplayName: "a", Role: auth.Admin, PasswordHash: "x"}); err != nil {
+			return err
+		}
+		for _, o := range []store.Operator{{Username: "momo-api", Role: auth.Vendor, VendorID: h.shop.ID}, {Username: "cashier1", Role: auth.Vendor, VendorID: office.ID},
+			{Username: "super1", Role: auth.Supervisor}} {
+			o.DisplayName, o.PasswordHash = o.Username, "x"
+			if o, err = tx.Operators().Create(ctx, o); err != nil {
+				return err
+			}
+			if o.Role == auth.Supervisor {
+				h.supActor = vend.Actor{OperatorID: o.ID, Username: o.Username, Role: o.Role}
+			}
+		}
+		if err := tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM-2026", Definition: def}); err != nil {
+			return err
+		}
+		if err := tx.SupplyGroups().Create(ctx, store.SupplyGroup{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}); err != nil {
+			return err
+		}
+		c1, err := tx.Customers().Create(ctx, store.Customer{Account: "ACC-001", Name: "Thandi"})
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Meters().Create(ctx, store.Meter{Number: pan, Kind: store.MeterSTS, CustomerID: c1.ID, TariffCode: "DOM-2026", SGC: "123457", KRN: 1, TI: 1, KT: 2, BaseDate: 2014}); err != nil {
+			return err
+		}
+		c2, err := tx.Customers().Create(ctx, store.Customer{Account: "ACC-002", Name: "Lindiwe"})
+		if err != nil {
+			return err
+		}
+		_, err = tx.Meters().Create(ctx, store.Meter{Number: amiMeter, Kind: store.MeterAMI, CustomerID: c2.ID, TariffCode: "DOM-2026"})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	now := func() time.Time { return clock }
+	as := auth.NewService(db, auth.Params{Memory: 64, Time: 1, Threads: 1}, now)
+	h.vend = vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}, Now: now})
+	for _, code := range []string{"MOMO", "OFFICE1"} {
+		if _, err := h.vend.Deposit(ctx, h.supActor, vend.DepositRequest{Vendor: code, AmountCents: 1_000_000, Reference: "SLIP-" + code}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	svc := New(db, h.vend, now, "ZAR")
+	by := auth.Principal{Operator: admin}
+	if _, err := svc.Configure(ctx, by, "MOMO", Settings{FeeFixedCents: 150, FeeRateBP: 50, MaxPurchaseCents: 100_000}); err != nil {
+		t.Fatal(err)
+	}
+	key := func(user string) string {
+		_, k, err := as.CreateAPIKey(ctx, by, user, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	h.till, h.cashier, h.super = key("momo-api"), key("cashier1"), key("super1")
+	srv := server.New(server.Config{Store: db, Auth: as, Vend: h.vend, Extra: Routes(svc)})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	h.url = ts.URL + "/api/v1"
+	return h
+}
+
+func (h *harness) do(key, method, path string, body any) (int, []byte) {
+	h.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		js, _ := json.Marshal(body)
+		rd = bytes.NewReader(js)
+	}
+	req, _ := http.NewRequest(method, h.url+path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (h *harness) must(status int, key, method, path string, body, out any) []byte {
+	h.t.Helper()
+	code, b := h.do(key, method, path, body)
+	if code != status {
+		h.t.Fatalf("%s %s = %d, want %d: %s", method, path, code, status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			h.t.Fatal(err)
+		}
+	}
+	return b
+}
+
+func (h *harness) float() int64 {
+	var v store.Vendor
+	h.db.Read(context.Background(), func(tx store.Tx) error {
+		var err error
+		v, err = tx.Vendors().ByID(context.Background(), h.shop.ID)
+		return err
+	})
+	return v.FloatCents
+}
+
+func (h *harness) balance(account string) int64 {
+	var b int64
+	h.db.Read(context.Background(), func(tx store.Tx) error {
+		var err error
+		b, err = tx.Ledger().Balance(context.Background(), account, "ZAR")
+		return err
+	})
+	return b
+}
+
+func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		h := newHarness(t, db)
+		var trial Trial
+		h.must(200, h.till, "POST", "/channel/trial", TrialRequest{Meter: pan, AmountCents: 20000}, &trial)
+		if trial.Breakdown == nil || trial.FeeCents != 150+(int64(trial.Breakdown.Paid())*50+5000)/10000 || trial.Refusal != "" {
+			t.Fatalf("trial %+v", trial)
+		}
+		start := h.float()
+		req := PurchaseRequest{ClientPurchaseID: "MM-000123", Meter: pan, AmountCents: 20000}
+		// Concurrent duplicates and a later retry: one sale, one fee.
+		var wg sync.WaitGroup
+		bodies := make([][]byte, 4)
+		for i := range bodies {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, b := h.do(h.till, "POST", "/channel/purchases", req)
+				if code != 200 {
+					t.Errorf("purchase: %d %s", code, b)
+				}
+				bodies[i] = b
+			}()
+		}
+		wg.Wait()
+		var first, again Result
+		json.Unmarshal(bodies[0], &first)
+		h.must(200, h.till, "POST", "/channel/purchases", req, &again)
+		if !again.Replayed || !bytes.Equal(first.Receipt, again.Receipt) {
+			t.Fatalf("retry returned another receipt:\n%s\n%s", first.Receipt, again.Receipt)
+		}
+		for _, b := range bodies {
+			var r Result
+			json.Unmarshal(b, &r)
+			if !bytes.Equal(r.Receipt, first.Receipt) {
+				t.Fatalf("concurrent duplicate returned another receipt")
+			}
+		}
+		var rc vend.Receipt
+		json.Unmarshal(first.Receipt, &rc)
+		if got, want := start-h.float(), rc.Paid+first.FeeCents; got != want {
+			t.Fatalf("float drawn %d, want paid %d + fee %d once", got, rc.Paid, first.FeeCents)
+		}
+		if got := h.balance("fees:MOMO"); got != -first.FeeCents {
+			t.Fatalf("fee income %d, want %d", got, -first.FeeCents)
+		}
+		code, b := h.do(h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000123", Meter: pan, AmountCents: 30000})
+		if code != 422 || !strings.Contains(string(b), "idempotency_key_reused") {
+			t.Fatalf("same ID, other request: %d %s", code, b)
+		}
+		var last LastResponse
+		h.must(200, h.till, "GET", "/channel/purchases/MM-000123", nil, &last)
+		if !bytes.Equal(last.Receipt, first.Receipt) || last.State != "completed" {
+			t.Fatalf("lookup %+v", last)
+		}
+		code, b = h.do(h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000124", Meter: pan, AmountCents: 100_001})
+		if code != 422 || !strings.Contains(string(b), `"field":"amount_cents"`) {
+			t.Fatalf("over the per-purchase maximum: %d %s", code, b)
+		}
+		code, b = h.do(h.cashier, "POST", "/channel/purchases", req)
+		if code != 403 || !strings.Contains(string(b), "not_a_channel") {
+			t.Fatalf("counter cashier on the channel API: %d %s", code, b)
+		}
+		code, _ = h.do(h.super, "POST", "/channel/purchases", req)
+		if code != 403 {
+			t.Fatalf("supervisor selling: %d", code)
+		}
+		code, _ = h.do(h.till, "GET", "/channel/purchases/unknown-id", nil)
+		if code != 404 {
+			t.Fatalf("lookup of an unknown ID: %d", code)
+		}
+	})
+}
+
+func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		h := newHarness(t, db)
+		buy := func(id, meter string) Result {
+			var r Result
+			h.must(200, h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: id, Meter: meter, AmountCents: 20000}, &r)
+			return r
+		}
+		// Confirmation, delivered three times: one answer.
+		buy("C-1", pan)
+		a1 := h.must(200, h.till, "POST", "/channel/purchases/C-1/confirmation", nil, nil)
+		a2 := h.must(200, h.till, "POST", "/channel/purchases/C-1/confirmation", struct{}{}, nil)
+		if !bytes.Equal(a1, a2) || !strings.Contains(string(a1), `"outcome":"confirmed"`) {
+			t.Fatalf("repeated confirmation:\n%s\n%s", a1, a2)
+		}
+		code, b := h.do(h.till, "POST", "/channel/purchases/C-1/reversal", AdviceRequest{Reason: "changed my mind"})
+		if code != 409 || !strings.Contains(string(b), "advice_conflict") {
+			t.Fatalf("reversal after confirmation: %d %s", code, b)
+		}
+
+		// STS token: credit may be in the meter, so the channel's reversal is
+		// referred and the sale stands.
+		buy("S-1", pan)
+		before := h.float()
+		r1 := h.must(200, h.till, "POST", "/channel/purchases/S-1/reversal", AdviceRequest{Reason: "till crashed"}, nil)
+		r2 := h.must(200, h.till, "POST", "/channel/purchases/S-1/reversal", AdviceRequest{Reason: "till crashed"}, nil)
+		if !bytes.Equal(r1, r2) || !strings.Contains(string(r1), `"outcome":"referred"`) {
+			t.Fatalf("STS reversal advice:\n%s\n%s", r1, r2)
+		}
+		if h.float() != before {
+			t.Fatalf("a referred reversal moved the float")
+		}
+		var last LastResponse
+		h.must(200, h.till, "GET", "/channel/purchases/S-1", nil, &last)
+		if last.State != "completed" || !bytes.Equal(last.Advice, bytes.TrimSpace(r1)) {
+			t.Fatalf("after referral: state %s advice %s", last.State, last.Advice)
+		}
+		var referred []Answer
+		h.must(200, h.super, "GET", "/channel/referred", nil, &referred)
+		if len(referred) != 1 || referred[0].ClientPurchaseID != "S-1" {
+			t.Fatalf("referred list %+v", referred)
+		}
+		if code, _ := h.do(h.till, "GET", "/channel/referred", nil); code != 403 {
+			t.Fatalf("channel reading the referral queue: %d", code)
+		}
+
+		// AMI voucher not yet delivered: reversed outright, fee refunded.
+		before = h.float()
+		res := buy("A-1", amiMeter)
+		var rc vend.Receipt
+		json.Unmarshal(res.Receipt, &rc)
+		if h.float() != before-rc.Paid-res.FeeCents {
+			t.Fatalf("AMI purchase drew %d", before-h.float())
+		}
+		x1 := h.must(200, h.till, "POST", "/channel/purchases/A-1/reversal", AdviceRequest{Reason: "customer left"}, nil)
+		x2 := h.must(200, h.till, "POST", "/channel/purchases/A-1/reversal", AdviceRequest{Reason: "customer left"}, nil)
+		if !bytes.Equal(x1, x2) || !strings.Contains(string(x1), `"outcome":"reversed"`) {
+			t.Fatalf("AMI reversal advice:\n%s\n%s", x1, x2)
+		}
+		if h.float() != before {
+			t.Fatalf("after reversal the float is %d, want %d (money and fee back)", h.float(), before)
+		}
+		code, _ = h.do(h.till, "POST", "/channel/purchases/A-1/confirmation", nil)
+		if code != 409 {
+			t.Fatalf("confirmation after reversal: %d", code)
+		}
+		code, _ = h.do(h.till, "POST", "/channel/purchases/NOPE/confirmation", nil)
+		if code != 404 {
+			t.Fatalf("advice for an unknown purchase: %d", code)
+		}
+	})
+}
+
+func TestOpenAPIDocumentsTheChannelRoutes(t *testing.T) {
+	srv := server.New(server.Config{Store: storetest.OpenSQLite(t, false), Auth: &auth.Service{}, Vend: &vend.Service{}, Extra: Routes(&Service{})})
+	doc, _ := json.Marshal(srv.OpenAPI())
+	for _, p := range []string{"/api/v1/channel/trial", "/api/v1/channel/purchases/{client_id}/reversal", "Example"} {
+		if !strings.Contains(string(doc), p) {
+			t.Errorf("OpenAPI document lacks %s", p)
+		}
+	}
+}
