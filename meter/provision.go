@@ -146,6 +146,15 @@ func (s *state) install(p *provision.Provisioned, tables *sts.STATables) error {
 			return err
 		}
 	}
+	if len(s.Tokens) > 0 {
+		// A keypad meter must not come alive with the factory's all-zero
+		// decoder key, which anyone can seal tokens under.
+		var d sts.Decoder
+		d.SetTables(tables)
+		if err := d.UnmarshalBinary(s.Tokens); err != nil || allZero(d.Key()) {
+			return fmt.Errorf("%w: provisioning record: a keypad meter needs an STS decoder key", ErrFormat)
+		}
+	}
 	s.Keys.Trusted = voucher.Keyring{
 		{Role: voucher.RoleCredit, Public: append(ed25519.PublicKey(nil), p.Trust.Credit...)},
 		{Role: voucher.RoleManagement, Public: append(ed25519.PublicKey(nil), p.Trust.Management...)},
@@ -201,4 +210,13 @@ func provisionErr(err error) error {
 		s = ErrFormat
 	}
 	return fmt.Errorf("%w: %w", s, err)
+}
+
+func allZero(b []byte) bool {
+	for _, c := range b {
+		if c != 0 {
+			return false
+		}
+	}
+	return true
 }

@@ -20,6 +20,7 @@ type provisioningHeadEnd struct {
 	mgmt    ed25519.PrivateKey
 	version int // bumps every derived key, to play a key rotation
 	counter uint32
+	noSTS   bool // derive no STS decoder key
 }
 
 func (h *provisioningHeadEnd) derive(_ context.Context, id uint64) ([]provision.Key, error) {
@@ -27,7 +28,11 @@ func (h *provisioningHeadEnd) derive(_ context.Context, id uint64) ([]provision.
 		s := sha256.Sum256([]byte(fmt.Sprintf("meter %d key %v version %d", id, kind, h.version)))
 		return provision.Key{Kind: kind, RootVersion: 1, Version: uint16(h.version + 1), Secret: s[:16]}
 	}
-	return []provision.Key{k(provision.KeyCard), k(provision.KeyTelemetry), k(provision.KeyWMBus), k(provision.KeySTSDecoder)}, nil
+	ks := []provision.Key{k(provision.KeyCard), k(provision.KeyTelemetry), k(provision.KeyWMBus)}
+	if !h.noSTS {
+		ks = append(ks, k(provision.KeySTSDecoder))
+	}
+	return ks, nil
 }
 
 // record answers the meter's request with the next record, installing
@@ -136,6 +141,17 @@ func TestProvisioning(t *testing.T) {
 	otherDev, _ := provision.NewDevice(bytes.NewReader(make([]byte, 64)), testMeterID, "SLW-15")
 	if err := r.m.Provision(t0, h.record(otherDev.Request(), nil)); err == nil {
 		t.Fatal("a record for another device was accepted")
+	}
+
+	// A record without an STS key cannot bring a keypad meter alive with
+	// the factory's zero decoder key.
+	r2, h2 := factoryRig(t)
+	h2.noSTS = true
+	req2, _ := r2.m.ProvisioningRequest()
+	err = r2.m.Provision(t0, h2.record(req2, nil))
+	wantErr(t, err, ErrFormat)
+	if r2.m.Ready() {
+		t.Fatal("keypad meter ready without an STS key")
 	}
 
 	// Re-provisioning rotates the keys and the management key; the same
