@@ -41,6 +41,7 @@ type Bench struct {
 
 	m    *meter.Meter
 	skew time.Duration
+	seen uint32 // newest event already shown
 }
 
 // Demo is a vending point for the bench: an STS coder under the meter's
@@ -65,7 +66,7 @@ func (b *Bench) Boot() error {
 	if err != nil {
 		return err
 	}
-	b.m = m
+	b.m, b.seen = m, m.Snapshot().EventSeq
 	return nil
 }
 
@@ -250,6 +251,16 @@ func (b *Bench) Exec(line string, out io.Writer) (quit bool, err error) {
 		b.deliver(out, now, v)
 	default:
 		return false, fmt.Errorf("unknown command %q (help lists them)", f[0])
+	}
+	// What the meter logged because of this command, as the head-end
+	// would see it; the events command lists the whole log.
+	if cmd := strings.ToLower(f[0]); cmd != "events" && cmd != "dump" {
+		for _, e := range m.Events(b.seen) {
+			fmt.Fprintf(out, "  event %s\n", e)
+		}
+	}
+	if sn := b.m.Snapshot(); sn.EventSeq > b.seen {
+		b.seen = sn.EventSeq
 	}
 	if b.Save != nil {
 		img, derr := meter.Dump(b.Storage)
