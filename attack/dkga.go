@@ -19,9 +19,9 @@ import (
 )
 
 // DKGA02Unknown is how many vending-key bits the reduced DKGA02 search
-// leaves unknown: 2^22 candidates, a few seconds on two cores. The real
+// leaves unknown: 2^21 candidates, one to three seconds on two cores. The real
 // search is 2^56; the lab measures the rate and extrapolates.
-const DKGA02Unknown = 22
+const DKGA02Unknown = 21
 
 // dkga04Budget is how many DKGA04 candidates are tried to measure its rate.
 const dkga04Budget = 1 << 19
