@@ -15,13 +15,13 @@ export async function operatorsPage(ctx) {
   const admin = api.can(role, "POST", "/operators");
   const list = h("section", { class: "card", id: "operators" }, h("h2", {}, "Operators"));
   const keys = h("section", { class: "card", id: "api-keys" }, h("h2", {}, "API keys (vending terminals and channels)"));
+  let vendors = [];
+  if (api.can(role, "GET", "/vendors")) vendors = await api.get("/vendors").catch(() => []);
   clear(main).append(h("h1", {}, "Operators and roles"));
   if (admin) main.append(createForm());
   main.append(list);
   if (api.can(role, "GET", "/api-keys")) main.append(keys);
 
-  let vendors = [];
-  if (api.can(role, "GET", "/vendors")) vendors = await api.get("/vendors").catch(() => []);
   await refresh();
 
   async function refresh() {
@@ -77,13 +77,11 @@ export async function operatorsPage(ctx) {
   }
 
   function createForm() {
-    const user = field("Username", { required: true, autocomplete: "off", pattern: "[a-z0-9._-]+", id: "new-username" }, "Lower case letters, digits, . _ -");
+    const user = field("Username", { required: true, autocomplete: "off", pattern: "[a-z0-9._\\-]+", id: "new-username" }, "Lower case letters, digits, . _ -");
     const name = field("Display name", { required: true, autocomplete: "off", id: "new-display" });
     const r = field("Role", { tag: "select", options: ROLES, id: "new-role" });
     const vend = field("Vending point (cashiers)", { tag: "select", id: "new-vendor", options: [{ value: "", label: "—" }, ...vendors.map(v => ({ value: v.code, label: v.code + " " + v.name }))] });
     const out = h("div", { "aria-live": "polite" });
-    // Vendors load after the form is built; fill the list when they arrive.
-    api.get("/vendors").then(vs => { for (const v of vs) vend.input.append(h("option", { value: v.code }, v.code + " — " + v.name)); }).catch(() => {});
     return h("section", { class: "card" }, h("h2", {}, "New operator"),
       h("form", { id: "operator-form", onsubmit: async e => {
         e.preventDefault();

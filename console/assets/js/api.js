@@ -69,11 +69,17 @@ export const q = encodeURIComponent;
 let spec = null;
 
 export async function loadSpec() {
+  let doc;
   try {
-    spec = await get("/openapi.json");
+    doc = await get("/openapi.json");
   } catch {
-    spec = { paths: {} };
+    doc = { paths: {} };
   }
+  // The document names paths from the root (/api/v1/...); the console
+  // names them under the API prefix, as it calls them.
+  const paths = {};
+  for (const [p, ops] of Object.entries(doc.paths || {})) paths[p.replace(/^\/api\/v1(?=\/)/, "")] = ops;
+  spec = { ...doc, paths };
   return spec;
 }
 

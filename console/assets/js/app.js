@@ -93,10 +93,9 @@ function shell(role, path) {
     nav.append(h("a", { href: "#/" + target, "aria-current": (target === section || (target === "" && path === "")) ? "page" : undefined }, p.nav));
   }
   const o = state.me.operator;
-  clear(document.getElementById("who")).append(
-    h("span", {}, o.display_name || o.username), badge(role, "role"),
-    o.vendor ? h("span", { class: "muted-inv" }, "@ " + o.vendor) : null,
-    h("button", { type: "button", onclick: logout }, "Log out"));
+  clear(document.getElementById("who")).append(h("span", {}, o.display_name || o.username), badge(role, "role"));
+  if (o.vendor) document.getElementById("who").append(h("span", {}, "@ " + o.vendor));
+  document.getElementById("who").append(h("button", { type: "button", onclick: logout }, "Log out"));
 }
 
 async function logout() {

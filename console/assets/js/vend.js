@@ -242,7 +242,7 @@ export function receiptView(r, reprint) {
       h("dt", {}, "Cashier"), h("dd", {}, r.operator || "—"),
       h("dt", {}, "Customer"), h("dd", {}, r.customer ? r.customer.name + " (" + r.customer.account + ")" : "—"),
       h("dt", {}, "Meter"), h("dd", { class: "mono", id: "r-meter" }, groupPAN(r.meter)),
-      r.state && r.state !== "issued" ? [h("dt", {}, "State"), h("dd", {}, r.state)] : null),
+      r.state && !["issued", "completed"].includes(r.state) ? [h("dt", {}, "State"), h("dd", {}, r.state)] : null),
     keyChanges ? h("p", { class: "notice", id: "key-change-note" }, "Enter the " + keyChanges + " key-change tokens first, in order, then the others.") : null,
     h("ol", { class: "tokens", id: "tokens" }, toks.map((t, i) => h("li", { class: "token kind-" + t.kind, "data-kind": t.kind },
       h("span", { class: "token-label" }, (i + 1) + ". " + (t.label || kindNames[t.kind] || t.kind)),

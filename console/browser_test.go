@@ -1,0 +1,586 @@
+package console
+
+// End-to-end tests of the console in headless Chromium, driven over the
+// DevTools protocol (chromedp). The head-end under test is the real one:
+// a SQLite store, the file KMS, the auth and vending services and the API
+// server, with this package's handler mounted next to it exactly as
+// `sluice serve` does.
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
+	"github.com/chromedp/cdproto/fetch"
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"sluice/auditlog"
+	"sluice/auth"
+	"sluice/internal/testenv"
+	"sluice/keys"
+	"sluice/kms"
+	"sluice/kms/filekms"
+	"sluice/server"
+	"sluice/store/sqlite"
+	"sluice/vend"
+)
+
+const (
+	chromium = "/usr/bin/chromium"
+	pan      = "600727000000000009"
+)
+
+var cheap = auth.Params{Memory: 64, Time: 1, Threads: 1}
+
+// headend is a head-end with the console, over a fresh store.
+type headend struct {
+	url       string
+	bootstrap string // path of bootstrap-admin.txt
+	seal      func() // seals pending audit records into the chain
+}
+
+func startHeadend(t *testing.T) *headend {
+	t.Helper()
+	ctx := context.Background()
+	dir := t.TempDir()
+	db, err := sqlite.Open(ctx, filepath.Join(dir, "sluice.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	if _, err := db.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	km, err := filekms.Create(filepath.Join(dir, "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { km.Close() })
+	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
+		t.Fatal(err)
+	}
+	// Two revisions of the supply group's vending key, so that raising the
+	// group's KRN schedules a key change that purchases carry.
+	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{
+		{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")},
+		{SGC: 123457, KRN: 2, Kind: kms.STSDKGA04, Key: []byte("\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00\x01\x02\x03\x04")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	anchors, err := auditlog.NewKMSAnchors(ctx, km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cred := filepath.Join(dir, "bootstrap-admin.txt")
+	if _, err := auth.Bootstrap(ctx, db, cred, cheap); err != nil {
+		t.Fatal(err)
+	}
+	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil),
+		Vend: vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}})})
+	ts := httptest.NewServer(Mount(srv.Handler()))
+	t.Cleanup(ts.Close)
+	return &headend{url: ts.URL, bootstrap: cred, seal: func() {
+		if _, err := auditlog.Seal(ctx, db, anchors, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}}
+}
+
+// client is a logged-in API client, used to set up data the way an
+// integration would.
+type client struct {
+	t    *testing.T
+	base string
+	c    *http.Client
+}
+
+func (h *headend) login(t *testing.T, user, pass string) *client {
+	t.Helper()
+	jar, _ := cookiejar.New(nil)
+	c := &client{t: t, base: h.url, c: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
+	c.must(200, "POST", "/auth/login", map[string]string{"username": user, "password": pass}, nil)
+	return c
+}
+
+func (c *client) must(want int, method, path string, body, out any) {
+	c.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		js, _ := json.Marshal(b)
+		rd = bytes.NewReader(js)
+	}
+	req, _ := http.NewRequest(method, c.base+"/api/v1"+path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("X-Sluice-Console", "1")
+	res, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer res.Body.Close()
+	b, _ := io.ReadAll(res.Body)
+	if res.StatusCode != want {
+		c.t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+// operator creates an operator and sets its own password.
+func (h *headend) operator(t *testing.T, admin *client, user, role, vendor, pass string) *client {
+	var created server.NewOperatorResponse
+	admin.must(201, "POST", "/operators", auth.NewOperator{Username: user, DisplayName: strings.ToUpper(user[:1]) + user[1:], Role: role, Vendor: vendor}, &created)
+	c := h.login(t, user, created.OneTimePassword)
+	c.must(200, "POST", "/auth/password", server.PasswordRequest{CurrentPassword: created.OneTimePassword, NewPassword: pass}, nil)
+	return c
+}
+
+// browser starts a fresh headless Chromium.
+func browser(t *testing.T) (context.Context, *problems) {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		testenv.Missing(t, "Chromium (%s): %v; scripts/setup.sh installs it", chromium, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("headless", true),
+		chromedp.Flag("no-sandbox", true),
+		chromedp.Flag("disable-gpu", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("no-first-run", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("no-default-browser-check", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 900),
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	bctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelB(); cancelA() })
+	// The first action starts the browser; it must not run under a
+	// deadline, which would stop the whole browser when it expires.
+	if err := chromedp.Do(bctx, call(cdplog.Enable, cdp.Empty{})); err != nil {
+		testenv.Missing(t, "start Chromium: %v", err)
+	}
+	ctx, cancelC := context.WithTimeout(bctx, 90*time.Second)
+	t.Cleanup(cancelC)
+	p := &problems{}
+	err := chromedp.Listen(ctx, func(ev any) {
+		switch e := ev.(type) {
+		case *runtime.EventExceptionThrown:
+			d := e.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			p.add(fmt.Sprintf("exception at %s:%d: %s", d.URL, d.LineNumber, msg))
+		case *cdplog.EventEntryAdded:
+			// CSP violations and script errors; failed requests (the 401 of
+			// /auth/me before login) are the network's business.
+			if e.Entry.Source != "network" && e.Entry.Level == "error" {
+				p.add(string(e.Entry.Source) + ": " + e.Entry.Text)
+			}
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ctx, p
+}
+
+// call is an action that sends one protocol command.
+func call[P, R any](cmd cdp.Command[P, R], params P) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		_, err := cdp.Call(ctx, t, cmd, params)
+		return err
+	})
+}
+
+// into is an action that stores the value of a, for use in a list of steps.
+func into[T any](dst *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, t *chromedp.Target) error {
+		v, err := a(ctx, t)
+		*dst = v
+		return err
+	})
+}
+
+type css = chromedp.CSS
+
+// problems collects what the browser reported as broken.
+type problems struct {
+	mu   sync.Mutex
+	list []string
+}
+
+func (p *problems) add(s string) { p.mu.Lock(); p.list = append(p.list, s); p.mu.Unlock() }
+func (p *problems) check(t *testing.T) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, s := range p.list {
+		t.Errorf("browser reported %s", s)
+	}
+}
+
+// artifacts is where screenshots go: $SLUICE_ARTIFACTS/console, or a
+// temporary directory.
+func artifacts(t *testing.T) string {
+	dir := t.TempDir()
+	if d := os.Getenv("SLUICE_ARTIFACTS"); d != "" {
+		dir = filepath.Join(d, "console")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func shot(t *testing.T, dir, name string) chromedp.Action[chromedp.Void] {
+	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		png, err := chromedp.FullScreenshot(100)(ctx, tg)
+		if err != nil {
+			return err
+		}
+		p := filepath.Join(dir, name+".png")
+		if err := os.WriteFile(p, png, 0o644); err != nil {
+			return err
+		}
+		t.Logf("screenshot %s", p)
+		return nil
+	})
+}
+
+func run(t *testing.T, ctx context.Context, step string, actions ...chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	if err := chromedp.Do(sctx, actions...); err != nil {
+		url, _ := chromedp.Run(ctx, chromedp.Location())
+		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
+		if png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)); err == nil {
+			p := filepath.Join(artifacts(t), "failed-"+strings.ReplaceAll(step, " ", "-")+".png")
+			os.WriteFile(p, png, 0o644)
+			t.Logf("screenshot of the failure: %s", p)
+		}
+		t.Fatalf("%s (at %s): %v\npage text:\n%s", step, url, err, text)
+	}
+}
+
+// login fills the login form and presses Enter.
+func login(user, pass string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.WaitVisible(css("#login-form")),
+		chromedp.SendKeys(css(`#login-form input[name="username"]`), user),
+		chromedp.SendKeys(css(`#login-form input[name="password"]`), pass+"\r"),
+	)
+}
+
+func logout() chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(chromedp.Click(css("#who button")), chromedp.WaitVisible(css("#login-form")))
+}
+
+type tokenView struct {
+	Kind   string `json:"kind"`
+	Label  string `json:"label"`
+	Digits string `json:"digits"`
+}
+
+const readTokens = `[...document.querySelectorAll("#receipt #tokens li")].map(li => ({
+	kind: li.dataset.kind, label: li.querySelector(".token-label").textContent,
+	digits: li.querySelector(".token-digits").textContent}))`
+
+var grouped = regexp.MustCompile(`^\d{4} \d{4} \d{4} \d{4} \d{4}$`)
+
+func TestConsoleEndToEnd(t *testing.T) {
+	ctx, probs := browser(t)
+	h := startHeadend(t)
+	dir := artifacts(t)
+	const adminPass = "correct horse battery staple"
+
+	// First run: the administrator's one-time password from the data
+	// directory, then the forced password change.
+	cred, err := os.ReadFile(h.bootstrap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`(?m)^password: (\S+)$`).FindSubmatch(cred)
+	if m == nil {
+		t.Fatalf("no password in %s", h.bootstrap)
+	}
+	var heading string
+	run(t, ctx, "bootstrap login",
+		chromedp.Navigate(h.url+"/"),
+		login("admin", string(m[1])),
+		chromedp.WaitVisible(css("#password-form")),
+		shot(t, dir, "01-password-change"),
+		chromedp.SendKeys(css("#pw-current"), string(m[1])),
+		chromedp.SendKeys(css("#pw-new"), adminPass),
+		chromedp.SendKeys(css("#pw-again"), adminPass+"\r"),
+		chromedp.WaitVisible(css("#nav a")),
+		into(&heading, chromedp.Text(css("main h1"))))
+	if heading != "Dashboard" {
+		t.Fatalf("after the password change: %q", heading)
+	}
+
+	// Data through the API, as an integration would: a vending point with a
+	// float, a supply group, a tariff, a customer with arrears and an STS
+	// meter still on key revision 1, then the group moves to revision 2 so
+	// the meter's next purchase carries a key change.
+	admin := h.login(t, "admin", adminPass)
+	admin.must(201, "POST", "/vendors", vend.NewVendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 5_000_000}, nil)
+	admin.must(201, "POST", "/vendors", vend.NewVendor{Code: "SPAZA7", Name: "Corner shop", DailyLimitCents: 500_000}, nil)
+	admin.must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
+	tariff, err := os.ReadFile("testdata/good_domestic_tariff.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	admin.must(200, "PUT", "/tariffs/DOM-2026", tariff, nil)
+	admin.must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-001", Name: "Thandi Nkosi", Address: "12 Vilakazi St", Area: "Soweto"}, nil)
+	admin.must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-002", Name: "Sipho Dlamini", Area: "Soweto"}, nil)
+	admin.must(201, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: "ACC-001", Tariff: "DOM-2026", SupplyGroup: "123457", Area: "Soweto"}, nil)
+	admin.must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 2, TI: 1}, nil)
+	super := h.operator(t, admin, "sam", auth.Supervisor, "", "supervisor password one")
+	h.operator(t, admin, "cashier1", auth.Vendor, "OFFICE1", "cashier password one")
+	super.must(201, "POST", "/vendors/OFFICE1/deposits", server.DepositBody{AmountCents: 1_000_000, Reference: "SLIP-1"}, nil)
+	super.must(201, "POST", "/vendors/SPAZA7/deposits", server.DepositBody{AmountCents: 50_000, Reference: "SLIP-2"}, nil)
+	super.must(201, "POST", "/customers/ACC-001/debt", server.DebtBody{AmountCents: 20_000, Reference: "ARREARS-2026"}, nil)
+
+	// The cashier vends: search by name, preview, pay, receipt.
+	var receipt []tokenView
+	var keyChangeNote string
+	run(t, ctx, "vend",
+		logout(),
+		login("cashier1", "cashier password one"),
+		chromedp.WaitVisible(css(`#nav a[href="#/vend"]`)),
+		chromedp.Click(css(`#nav a[href="#/vend"]`)),
+		chromedp.WaitVisible(css("#vend-search")),
+		chromedp.SendKeys(css("#vend-search"), "thandi\r"),
+		chromedp.WaitVisible(css(`button.pick[data-meter="`)+pan+`"]`),
+		chromedp.Click(css(`button.pick[data-meter="`)+pan+`"]`),
+		chromedp.WaitVisible(css("#vend-amount")),
+		chromedp.SendKeys(css("#vend-amount"), "300\r"),
+		chromedp.WaitVisible(css("#breakdown")),
+		chromedp.WaitVisible(css("#key-change-due")),
+		shot(t, dir, "02-vend-preview"),
+		chromedp.Click(css("#pay-btn")),
+		chromedp.WaitVisible(css("#receipt")),
+		into(&receipt, chromedp.Evaluate[[]tokenView](readTokens)),
+		into(&keyChangeNote, chromedp.Text(css("#key-change-note"))),
+		shot(t, dir, "03-receipt"))
+	kinds := make([]string, len(receipt))
+	for i, tk := range receipt {
+		kinds[i] = tk.Kind
+		if !grouped.MatchString(tk.Digits) {
+			t.Errorf("token %d %q not grouped 4-4-4-4-4", i, tk.Digits)
+		}
+	}
+	if got := strings.Join(kinds, ","); got != "key_change,key_change,key_change,key_change,free_water,credit" {
+		t.Fatalf("receipt token order %s", got)
+	}
+	for i := range 4 {
+		if want := fmt.Sprintf("Key change %d of 4", i+1); !strings.Contains(receipt[i].Label, want) {
+			t.Errorf("token %d labelled %q, want %q", i, receipt[i].Label, want)
+		}
+	}
+	if !strings.Contains(keyChangeNote, "key-change tokens first") {
+		t.Errorf("key change note %q", keyChangeNote)
+	}
+	// The receipt shows exactly the tokens the head-end stored.
+	var purchases []server.PurchaseRow
+	super.must(200, "GET", "/meters/"+pan+"/purchases", nil, &purchases)
+	if len(purchases) != 1 {
+		t.Fatalf("purchases %+v", purchases)
+	}
+	var stored vend.Receipt
+	super.must(200, "GET", fmt.Sprint("/purchases/", purchases[0].ID), nil, &stored)
+	for i, tk := range stored.Tokens {
+		if strings.ReplaceAll(receipt[i].Digits, " ", "") != tk.Token {
+			t.Errorf("receipt token %d %q, stored %q", i, receipt[i].Digits, tk.Token)
+		}
+	}
+
+	// Printing: the print stylesheet leaves only the receipt.
+	var visible []string
+	run(t, ctx, "print",
+		call(emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{Media: "print"}),
+		into(&visible, chromedp.Evaluate[[]string](`[...document.querySelectorAll("header.top, #search-form, #reprint-last, #print-btn, #receipt")].filter(e => e.offsetParent !== null || e.getClientRects().length).map(e => e.id || e.className)`)),
+		shot(t, dir, "04-receipt-print"),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			pdf, err := chromedp.PrintToPDF(chromedp.PDFPaper(chromedp.PaperSize{Width: 3.2, Height: 11}))(ctx, tg)
+			if err != nil {
+				return err
+			}
+			p := filepath.Join(dir, "04-receipt.pdf")
+			t.Logf("receipt PDF %s", p)
+			return os.WriteFile(p, pdf, 0o644)
+		}),
+		call(emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{}))
+	if strings.Join(visible, ",") != "receipt" {
+		t.Errorf("printed page shows %v, want only the receipt", visible)
+	}
+
+	// A sale whose answer is lost on the way back: the head-end records it,
+	// the browser sees a network error. The retry must reuse the purchase
+	// key and get the same sale back, not a second one.
+	ictx, stopIntercept := context.WithCancel(ctx)
+	paused := chromedp.Events(ictx, fetch.RequestPaused)
+	intercepted := make(chan struct{})
+	go func() {
+		defer close(intercepted)
+		failed := false
+		for e, err := range paused {
+			if err != nil {
+				return
+			}
+			if e.Request.Method == "POST" && e.ResponseStatusCode == 201 && !failed {
+				// The server has committed the sale; its answer never arrives.
+				failed = true
+				chromedp.Call(ictx, fetch.FailRequest, fetch.FailRequestParams{RequestID: e.RequestID, ErrorReason: network.ErrorReasonConnectionReset})
+				continue
+			}
+			chromedp.Call(ictx, fetch.ContinueRequest, fetch.ContinueRequestParams{RequestID: e.RequestID})
+		}
+	}()
+	var keyBefore string
+	var second []tokenView
+	run(t, ctx, "lost answer",
+		call(fetch.Enable, fetch.EnableParams{Patterns: []*fetch.RequestPattern{{URLPattern: "*/api/v1/purchases", RequestStage: fetch.RequestStageResponse}}}),
+		chromedp.Click(css("#new-sale")),
+		chromedp.SendKeys(css("#vend-search"), pan+"\r"),
+		chromedp.WaitVisible(css(`button.pick[data-meter="`)+pan+`"]`),
+		chromedp.Click(css(`button.pick[data-meter="`)+pan+`"]`),
+		chromedp.SendKeys(css("#vend-amount"), "50.00\r"),
+		chromedp.WaitVisible(css("#pay-btn")),
+		chromedp.Click(css("#pay-btn")),
+		chromedp.WaitVisible(css("#pending")),
+		into(&keyBefore, chromedp.Text(css("#pending-key"))),
+		shot(t, dir, "05-vend-retry"),
+		chromedp.Click(css("#retry-btn")),
+		chromedp.WaitVisible(css("#receipt")),
+		into(&second, chromedp.Evaluate[[]tokenView](readTokens)),
+		call(fetch.Disable, cdp.Empty{}))
+	stopIntercept()
+	<-intercepted
+	if !regexp.MustCompile(`^[0-9a-f-]{36}$`).MatchString(keyBefore) {
+		t.Errorf("purchase key %q is not a UUID", keyBefore)
+	}
+	super.must(200, "GET", "/meters/"+pan+"/purchases", nil, &purchases)
+	if len(purchases) != 2 {
+		t.Fatalf("after a lost answer and a retry the meter has %d purchases, want 2: %+v", len(purchases), purchases)
+	}
+	if len(second) != 1 || second[0].Kind != "credit" {
+		t.Fatalf("second receipt %+v", second)
+	}
+	last := purchases[0]
+	if purchases[1].ID > last.ID {
+		last = purchases[1]
+	}
+	super.must(200, "GET", fmt.Sprint("/purchases/", last.ID), nil, &stored)
+	if strings.ReplaceAll(second[0].Digits, " ", "") != stored.Tokens[0].Token {
+		t.Errorf("retry showed %s, the head-end sold %s", second[0].Digits, stored.Tokens[0].Token)
+	}
+
+	// Reprint of the first receipt.
+	var reprint []tokenView
+	run(t, ctx, "reprint",
+		chromedp.Navigate(fmt.Sprintf("%s/#/receipts/%d", h.url, min(purchases[0].ID, purchases[1].ID))),
+		chromedp.WaitVisible(css("#reprint-mark")),
+		into(&reprint, chromedp.Evaluate[[]tokenView](readTokens)))
+	if fmt.Sprint(reprint) != fmt.Sprint(receipt) {
+		t.Errorf("reprint %v differs from the receipt %v", reprint, receipt)
+	}
+
+	// The supervisor opens the meter page: key state, the chart, the tokens.
+	var krn string
+	var tokenRows, bars int
+	run(t, ctx, "meter page",
+		logout(),
+		login("sam", "supervisor password one"),
+		chromedp.WaitVisible(css("#dash-alerts")),
+		chromedp.WaitVisible(css("#floats table")),
+		shot(t, dir, "06-dashboard"),
+		chromedp.Navigate(h.url+"/#/meters/"+pan),
+		chromedp.WaitVisible(css("#tokens-section table")),
+		chromedp.WaitVisible(css("#meter-chart")),
+		into(&krn, chromedp.Text(css("#meter-krn"))),
+		into(&tokenRows, chromedp.Evaluate[int](`document.querySelectorAll("#tokens-section tbody tr").length`)),
+		into(&bars, chromedp.Evaluate[int](`[...document.querySelectorAll("#meter-chart rect.bar-credit")].filter(r => Number(r.dataset.litres) > 0).length`)),
+		shot(t, dir, "07-meter"))
+	if krn != "2" {
+		t.Errorf("meter page KRN %q after the key change", krn)
+	}
+	if tokenRows != 7 {
+		t.Errorf("tokens table has %d rows, want 7", tokenRows)
+	}
+	if bars != 1 {
+		t.Errorf("chart has %d days with credit, want 1 (today)", bars)
+	}
+
+	// The administrator's pages: operators and roles, the audit log.
+	h.seal()
+	var auditRows int
+	run(t, ctx, "admin pages",
+		logout(),
+		login("admin", adminPass),
+		chromedp.WaitVisible(css(`#nav a[href="#/operators"]`)),
+		chromedp.Click(css(`#nav a[href="#/operators"]`)),
+		chromedp.WaitVisible(css("#operators table")),
+		chromedp.SendKeys(css("#new-username"), "eng1"),
+		chromedp.SendKeys(css("#new-display"), "Field engineer"),
+		chromedp.SetValue(css("#new-role"), "engineer"),
+		chromedp.Click(css(`#operator-form button[type="submit"]`)),
+		chromedp.WaitVisible(css("#one-time-password")),
+		shot(t, dir, "08-operators"),
+		chromedp.Click(css(`#nav a[href="#/audit"]`)),
+		chromedp.WaitVisible(css("#audit-records table")),
+		into(&auditRows, chromedp.Evaluate[int](`document.querySelectorAll("#audit-records tbody tr").length`)),
+		shot(t, dir, "09-audit"))
+	if auditRows < 10 {
+		t.Errorf("audit page shows %d records", auditRows)
+	}
+
+	// A tablet in portrait: the vend screen reflows, the menu folds away.
+	var menuShown bool
+	run(t, ctx, "tablet",
+		logout(),
+		login("cashier1", "cashier password one"),
+		chromedp.WaitVisible(css("#top")),
+		chromedp.EmulateViewport(768, 1024),
+		chromedp.Navigate(h.url+"/#/vend"),
+		chromedp.WaitVisible(css("#vend-search")),
+		into(&menuShown, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("menu-toggle")).display !== "none"`)),
+		shot(t, dir, "10-tablet-vend"))
+	if !menuShown {
+		t.Errorf("no menu button on a tablet")
+	}
+	probs.check(t)
+}
