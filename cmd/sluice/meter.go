@@ -222,7 +222,7 @@ func meterFleet(ctx context.Context, sio stdio, cfg sim.Config, until time.Time,
 		cfg.Meters, time.Since(t0).Round(time.Millisecond), int(24*time.Hour/cfg.Step), cfg.Step)
 	steps, wall := 0, time.Now()
 	last := f.Summary()
-	err = f.Run(ctx, until, every, func(s sim.Summary) {
+	line := func(s sim.Summary) {
 		steps = int(s.Time.Sub(cfg.Start) / cfg.Step)
 		rate := float64(steps) * float64(cfg.Meters) / time.Since(wall).Seconds()
 		fmt.Fprintf(sio.out, "%s  meters %d  valve closed %d  low credit %d  emergency %d  tampered %d  "+
@@ -231,8 +231,11 @@ func meterFleet(ctx context.Context, sio stdio, cfg sim.Config, until time.Time,
 			float64(s.ForwardL-last.ForwardL)/1000, s.TopUps-last.TopUps, s.Readings-last.Readings,
 			s.Events-last.Events, rate/1e6)
 		last = s
-	})
+	}
+	err = f.Run(ctx, until, every, line)
 	if errors.Is(err, context.Canceled) {
+		// Interrupted: show where the fleet got to.
+		line(f.Summary())
 		err = nil
 	}
 	if err != nil {
