@@ -12,12 +12,6 @@ import (
 	"sluice/voucher"
 )
 
-// voucherWindow is how far below the highest accepted sequence number a
-// voucher is still accepted (once). Vouchers travel by card and by
-// downlink, so they may arrive out of order; one older than the window is
-// refused as old and the head-end must reissue it.
-const voucherWindow = 64
-
 // Window is the meter's memory of voucher sequence numbers: the highest
 // accepted and a bit for each of the VoucherWindow below it. It is a small
 // value so the fleet emulator can keep one per meter.
@@ -27,8 +21,10 @@ type Window struct {
 }
 
 // VoucherWindow is how far below the highest accepted sequence number a
-// voucher is still accepted, once.
-const VoucherWindow = voucherWindow
+// voucher is still accepted, once. Vouchers travel by card and by
+// downlink, so they may arrive out of order; one older than the window is
+// refused as old and the head-end must reissue it.
+const VoucherWindow = 64
 
 // Check returns nil if sequence number q may be accepted now, or an error
 // wrapping ErrUsed or ErrOld.
@@ -40,7 +36,7 @@ func (w *Window) Check(q uint32) error {
 		return nil
 	case q == w.Max:
 		return fmt.Errorf("%w: voucher %d", ErrUsed, q)
-	case w.Max-q > voucherWindow:
+	case w.Max-q > VoucherWindow:
 		return fmt.Errorf("%w: voucher %d, newest %d", ErrOld, q, w.Max)
 	case w.Mask&(1<<(w.Max-q-1)) != 0:
 		return fmt.Errorf("%w: voucher %d", ErrUsed, q)
@@ -56,13 +52,13 @@ func (w *Window) Accept(q uint32) {
 	}
 	shift := q - w.Max
 	switch {
-	case shift > voucherWindow:
+	case shift > VoucherWindow:
 		w.Mask = 0
 	case w.Max == 0:
 		// Sequence numbers start at 1: there was no voucher 0 to mark.
 		w.Mask = 0
-	case shift == voucherWindow:
-		w.Mask = 1 << (voucherWindow - 1)
+	case shift == VoucherWindow:
+		w.Mask = 1 << (VoucherWindow - 1)
 	default:
 		w.Mask = w.Mask<<shift | 1<<(shift-1)
 	}
