@@ -58,6 +58,13 @@ type CampaignMeter struct {
 	ConfirmedAt time.Time
 }
 
+// MeterFilter selects meters to enrol: of a supply group ("" any) and of
+// one of the kinds.
+type MeterFilter struct {
+	SupplyGroup string
+	Kinds       []string
+}
+
 // Campaigns stores key-rotation campaigns and the tokens they issue.
 type Campaigns interface {
 	Create(ctx context.Context, c Campaign) (Campaign, error)
@@ -68,6 +75,8 @@ type Campaigns interface {
 	// Enrol adds meters as pending; meters enrolled already are left as
 	// they are. It returns how many were added.
 	Enrol(ctx context.Context, campaignID int64, meterIDs []int64) (int, error)
+	// EnrolAll adds every meter matching f as pending (not removed ones).
+	EnrolAll(ctx context.Context, campaignID int64, f MeterFilter) (int, error)
 	// Pending returns up to limit pending meter IDs above after, in order.
 	Pending(ctx context.Context, campaignID, after int64, limit int) ([]int64, error)
 	Meter(ctx context.Context, campaignID, meterID int64) (CampaignMeter, error)

@@ -94,6 +94,29 @@ func (r campaigns) Enrol(ctx context.Context, campaignID int64, meterIDs []int64
 	return added, nil
 }
 
+func (r campaigns) EnrolAll(ctx context.Context, campaignID int64, f store.MeterFilter) (int, error) {
+	if len(f.Kinds) == 0 {
+		return 0, fmt.Errorf("enrol meters in campaign %d: no meter kinds: %w", campaignID, store.ErrConstraint)
+	}
+	q := `INSERT INTO key_campaign_meters (campaign_id, meter_id, state)
+		SELECT ?, id, 'pending' FROM meters WHERE status <> 'removed' AND kind IN (?` + strings.Repeat(", ?", len(f.Kinds)-1) + `)`
+	args := []any{campaignID}
+	for _, k := range f.Kinds {
+		args = append(args, k)
+	}
+	if f.SupplyGroup != "" {
+		q += ` AND sgc = ?`
+		args = append(args, f.SupplyGroup)
+	}
+	q += ` ORDER BY id ON CONFLICT (campaign_id, meter_id) DO NOTHING`
+	res, err := r.exec(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("enrol meters in campaign %d: %w", campaignID, err)
+	}
+	n, _ := res.RowsAffected()
+	return int(n), nil
+}
+
 func (r campaigns) Pending(ctx context.Context, campaignID, after int64, limit int) ([]int64, error) {
 	return collect(r.tx, ctx, "pending campaign meters", func(scan func(...any) error) (int64, error) {
 		var id int64
