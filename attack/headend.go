@@ -18,6 +18,7 @@ import (
 	"sync"
 	"time"
 
+	"sluice/audit"
 	"sluice/auditlog"
 	"sluice/auth"
 	"sluice/config"
@@ -25,6 +26,7 @@ import (
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/store"
 )
 
 // A water tariff (rising blocks, free basic water, fixed charge, VAT, debt
@@ -749,7 +751,50 @@ func auditTamper(ctx context.Context, hl *headendLab, r *Recorder) error {
 	if err != nil {
 		return err
 	}
+	// The insider who knows the chain format: edit a record, then recompute
+	// every hash from it to the head so the chain is consistent again. Only
+	// the anchors, made with a key the database does not hold, can tell.
+	var recs []store.AuditRecord
+	if err := st.Read(ctx, func(tx store.Tx) error {
+		return tx.Audit().Each(ctx, int64(target-1), func(a store.AuditRecord) error {
+			recs = append(recs, a)
+			return nil
+		})
+	}); err != nil {
+		return err
+	}
+	if len(recs) < 2 {
+		return fmt.Errorf("audit chain too short to rewrite")
+	}
+	head := audit.Head{Seq: uint64(recs[0].Seq), Hash: audit.Hash(recs[0].Hash)}
+	for i, a := range recs[1:] {
+		d := a.Details
+		if i == 0 {
+			d = edited
+		}
+		nr, err := audit.Next(head, audit.Event{Time: a.At, Actor: a.Actor, Action: a.Action, Object: a.Object, Details: d})
+		if err != nil {
+			return err
+		}
+		if _, err := db.ExecContext(ctx, `UPDATE audit_log SET details = ?, prev_hash = ?, hash = ? WHERE seq = ?`,
+			d, nr.Prev[:], nr.Hash[:], a.Seq); err != nil {
+			return err
+		}
+		head = nr.Head()
+	}
+	rep4, err := auditlog.Verify(ctx, st, anchors)
+	if err != nil {
+		return err
+	}
+	rep5, err := auditlog.Verify(ctx, st, nil)
+	if err != nil {
+		return err
+	}
 	r.Measure("audit_records", float64(rep0.Records))
+	r.Measure("audit_records_rehashed", float64(len(recs)-1))
+	r.Observe("audit chain rewritten and rehashed", !rep4.OK && rep4.Problem != "" && rep5.OK,
+		"record %d edited and all %d hashes from it to the head recomputed: the chain alone verifies (%v), the KMS-keyed anchors do not: verify fails at %d (%s)",
+		target, len(recs)-1, rep5.OK, rep4.FirstBad, rep4.Problem)
 	r.Observe("audit record edited in the database", !rep1.OK && rep1.FirstBad == target && !rep2.OK && rep3.OK,
 		"%d sealed records (%d anchored) verified; one byte inserted into the details of record %d: verify fails at %d (%s); record deleted: verify fails at %d (%s); restored: verifies again: %v",
 		rep0.Records, rep0.Anchored, target, rep1.FirstBad, rep1.Problem, rep2.FirstBad, rep2.Problem, rep3.OK)
