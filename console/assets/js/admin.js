@@ -55,17 +55,21 @@ export async function operatorsPage(ctx) {
     } catch (e) { keys.append(errorBox(e)); }
   }
 
+  // roleSelect changes a role only when the administrator presses Apply:
+  // a select that acted on every change would fire on each arrow key.
   function roleSelect(o) {
-    const sel = h("select", { "aria-label": "Role of " + o.username, onchange: () => {
+    const sel = h("select", { "aria-label": "Role of " + o.username }, ROLES.map(r => h("option", { value: r.value, selected: r.value === o.role || undefined }, r.label)));
+    const apply = h("button", { type: "button", disabled: true, onclick: () => {
       const body = { role: sel.value };
       if (sel.value === "vendor" && !o.vendor) {
         const v = prompt("Vending point code for this cashier:", vendors[0]?.code || "");
-        if (!v) { sel.value = o.role; return; }
+        if (!v) { sel.value = o.role; apply.disabled = true; return; }
         body.vendor = v;
       }
       change(o, body);
-    } }, ROLES.map(r => h("option", { value: r.value, selected: r.value === o.role || undefined }, r.label)));
-    return sel;
+    } }, "Apply");
+    sel.addEventListener("change", () => { apply.disabled = sel.value === o.role; });
+    return h("div", { class: "role-cell" }, sel, apply);
   }
 
   async function change(o, body) {
@@ -93,7 +97,7 @@ export async function operatorsPage(ctx) {
           e.target.reset();
           refresh();
         } catch (err) { out.append(errorBox(err)); }
-      } }, h("div", { class: "row" }, user.el, name.el, r.el, vend.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Create operator"))), out);
+      } }, h("div", { class: "row top" }, user.el, name.el, r.el, vend.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Create operator"))), out);
   }
 }
 
@@ -134,13 +138,14 @@ export async function auditPage(ctx) {
       const rows = await api.get("/audit?from=" + start + "&limit=100");
       list.append(table([
         { label: "#", value: r => String(r.seq), num: true },
-        { label: "When", value: r => when(r.at) },
+        { label: "When", value: r => when(r.at), nowrap: true },
         { label: "Actor", value: r => r.actor },
         { label: "Action", value: r => r.action },
         { label: "Object", value: r => r.object },
-        { label: "Details", value: r => h("code", { class: "details" }, r.details) },
+        { label: "Details", value: r => (r.details || "").length <= 90 ? h("code", { class: "details" }, r.details)
+          : h("details", { class: "more" }, h("summary", {}, h("code", { class: "details" }, r.details.slice(0, 80) + "…")), h("code", { class: "details" }, r.details)) },
         { label: "Hash", value: r => h("span", { title: r.hash }, (r.hash || "").slice(0, 12) + "…"), mono: true },
-      ], rows, { empty: "No sealed records from here (records are sealed into the chain a moment after they happen)." }));
+      ], rows, { class: "audit", empty: "No sealed records from here (records are sealed into the chain a moment after they happen)." }));
       if (rows.length === 100) list.append(h("button", { type: "button", onclick: () => { from.input.value = rows[99].seq + 1; load(rows[99].seq + 1); } }, "Next 100"));
     } catch (e) { list.append(errorBox(e)); }
   }

@@ -125,7 +125,7 @@ export function table(columns, rows, opts = {}) {
     h("thead", {}, h("tr", {}, columns.map(c => h("th", { scope: "col", class: c.num ? "num" : undefined }, c.label)))),
     h("tbody", {}, rows.map(r => h("tr", { class: opts.rowClass?.(r) }, columns.map(c => {
       const v = c.value(r);
-      return h("td", { class: [c.num && "num", c.mono && "mono"].filter(Boolean).join(" ") || undefined }, v);
+      return h("td", { class: [c.num && "num", c.mono && "mono", c.nowrap && "nowrap"].filter(Boolean).join(" ") || undefined }, v);
     }))))));
 }
 
