@@ -1,0 +1,204 @@
+package campaignapi_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"sluice/auth"
+	"sluice/campaign"
+	"sluice/campaign/campaignapi"
+	"sluice/keys"
+	"sluice/kms"
+	"sluice/kms/filekms"
+	"sluice/server"
+	"sluice/store"
+	"sluice/store/sqlstore"
+	"sluice/store/storetest"
+	"sluice/sts"
+	"sluice/vend"
+)
+
+const pass = "a long enough test password"
+
+type client struct {
+	t  *testing.T
+	ts *httptest.Server
+	c  *http.Client
+}
+
+func (c *client) do(method, path string, body any) (int, []byte) {
+	c.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		js, _ := json.Marshal(body)
+		rd = bytes.NewReader(js)
+	}
+	req, _ := http.NewRequest(method, c.ts.URL+"/api/v1"+path, rd)
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("X-Sluice-Console", "1")
+	resp, err := c.c.Do(req)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (c *client) must(status int, method, path string, body, out any) {
+	c.t.Helper()
+	code, b := c.do(method, path, body)
+	if code != status {
+		c.t.Fatalf("%s %s = %d, want %d: %s", method, path, code, status, b)
+	}
+	if out != nil {
+		if err := json.Unmarshal(b, out); err != nil {
+			c.t.Fatal(err)
+		}
+	}
+}
+
+func pan(i int) string {
+	s := fmt.Sprintf("600727%011d", i)
+	d, _ := sts.LuhnDigit(s)
+	return s + fmt.Sprint(d)
+}
+
+func TestCampaignsOverHTTP(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { km.Close() })
+		if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{
+			{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: bytes.Repeat([]byte{1}, 20)},
+			{SGC: 123457, KRN: 2, Kind: kms.STSDKGA04, Key: bytes.Repeat([]byte{2}, 20)},
+		}); err != nil {
+			t.Fatal(err)
+		}
+		cheap := auth.Params{Memory: 64, Time: 1, Threads: 1}
+		hash, err := auth.Hash(pass, cheap)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			for _, role := range auth.Roles {
+				if _, err := tx.Operators().Create(ctx, store.Operator{Username: role + "1", DisplayName: role, Role: role, PasswordHash: hash}); err != nil {
+					return err
+				}
+			}
+			if err := tx.Tariffs().Put(ctx, store.Tariff{Code: "T", Definition: []byte(`{}`)}); err != nil {
+				return err
+			}
+			if err := tx.SupplyGroups().Create(ctx, store.SupplyGroup{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 1993, KRN: 1, TI: 1}); err != nil {
+				return err
+			}
+			for i := 1; i <= 5; i++ {
+				if _, err := tx.Meters().Create(ctx, store.Meter{Number: pan(i), Kind: store.MeterSTS, TariffCode: "T", SGC: "123457", KRN: 1, TI: 1, KT: 2, BaseDate: 1993}); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		v := vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}})
+		svc := campaign.New(campaign.Config{Store: db, Vend: v, KM: km})
+		srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: v, Extra: campaignapi.Routes(svc)})
+		ts := httptest.NewServer(srv.Handler())
+		t.Cleanup(ts.Close)
+		login := func(user string) *client {
+			jar, _ := cookiejar.New(nil)
+			c := &client{t: t, ts: ts, c: &http.Client{Jar: jar}}
+			c.must(200, "POST", "/auth/login", server.LoginRequest{Username: user, Password: pass}, nil)
+			return c
+		}
+		admin, eng, aud, cashier := login("admin1"), login("engineer1"), login("auditor1"), login("vendor1")
+
+		body := campaignapi.StartBody{Name: "rollover", Kind: "sts", SupplyGroup: "123457", KRN: 2, BaseDate: 2014}
+		for _, c := range []*client{eng, aud, cashier} {
+			if code, _ := c.do("POST", "/campaigns", body); code != 403 {
+				t.Fatalf("start by a non-admin: %d", code)
+			}
+		}
+		if code, b := admin.do("POST", "/campaigns", campaignapi.StartBody{Name: "bad", Kind: "sts", SupplyGroup: "123457", KRN: 7}); code != 422 || !strings.Contains(string(b), `"field":"krn"`) {
+			t.Fatalf("start without the vending key: %d %s", code, b)
+		}
+		var started campaignapi.StartResult
+		admin.must(201, "POST", "/campaigns", body, &started)
+		if started.Enrolled != 5 || started.Status.Progress.Pending != 5 {
+			t.Fatalf("started %+v", started)
+		}
+		id := fmt.Sprint(started.Status.ID)
+		if _, err := svc.Run(ctx, started.Status.ID, "cli:test", nil); err != nil {
+			t.Fatal(err)
+		}
+		var st campaign.Status
+		aud.must(200, "GET", "/campaigns/"+id, nil, &st)
+		if st.Progress.Issued != 5 || st.Params.BaseDate != 2014 || st.Params.FromBase != 1993 {
+			t.Fatalf("status %+v", st)
+		}
+		if code, _ := cashier.do("GET", "/campaigns/"+id, nil); code != 403 {
+			t.Fatalf("cashier reads a campaign: %d", code)
+		}
+		var d campaignapi.MeterDetail
+		eng.must(200, "GET", "/campaigns/"+id+"/meters/"+pan(1), nil, &d)
+		if len(d.Issued) != 4 || d.Issued[0].Token == "" || d.State != "issued" {
+			t.Fatalf("meter detail %+v", d)
+		}
+		if code, _ := aud.do("GET", "/campaigns/"+id+"/meters/"+pan(1), nil); code != 403 {
+			t.Fatalf("auditor reads tokens: %d", code)
+		}
+		var ms campaign.MeterState
+		eng.must(200, "POST", "/campaigns/"+id+"/meters/"+pan(1)+"/delivered", nil, &ms)
+		if ms.State != "delivered" {
+			t.Fatalf("delivered %+v", ms)
+		}
+		if code, _ := eng.do("POST", "/campaigns/"+id+"/meters/"+pan(1)+"/delivered", nil); code != 409 {
+			t.Fatalf("second delivery: %d", code)
+		}
+		var page campaignapi.MeterPage
+		aud.must(200, "GET", "/campaigns/"+id+"/meters?state=issued&limit=2", nil, &page)
+		if len(page.Meters) != 2 || page.Next == 0 {
+			t.Fatalf("page %+v", page)
+		}
+		aud.must(200, "GET", fmt.Sprintf("/campaigns/%s/meters?state=issued&limit=2&after=%d", id, page.Next), nil, &page)
+		if len(page.Meters) != 2 {
+			t.Fatalf("page 2 %+v", page)
+		}
+		var rep campaign.Report
+		aud.must(200, "GET", "/campaigns/"+id+"/report", nil, &rep)
+		if rep.TokensIssued != 20 || len(rep.Unconfirmed) != 5 || rep.Progress.Delivered != 1 {
+			t.Fatalf("report %+v", rep)
+		}
+		var list []campaign.Status
+		eng.must(200, "GET", "/campaigns", nil, &list)
+		if len(list) != 1 {
+			t.Fatalf("list %+v", list)
+		}
+		admin.must(200, "POST", "/campaigns/"+id+"/cancel", nil, &st)
+		if st.State != "cancelled" {
+			t.Fatalf("cancelled %+v", st)
+		}
+		if code, _ := admin.do("POST", "/campaigns/"+id+"/cancel", nil); code != 409 {
+			t.Fatalf("second cancel: %d", code)
+		}
+	})
+}
