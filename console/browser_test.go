@@ -37,6 +37,7 @@ import (
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/report"
 	"sluice/server"
 	"sluice/store/sqlite"
 	"sluice/vend"
@@ -92,8 +93,10 @@ func startHeadend(t *testing.T) *headend {
 	if _, err := auth.Bootstrap(ctx, db, cred, cheap); err != nil {
 		t.Fatal(err)
 	}
+	// Routes other packages contribute, as the head-end wires them.
+	extra := report.Routes(report.New(db, time.UTC, nil))
 	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil),
-		Vend: vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}})})
+		Vend: vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}}), Extra: extra})
 	ts := httptest.NewServer(Mount(srv.Handler()))
 	t.Cleanup(ts.Close)
 	return &headend{url: ts.URL, bootstrap: cred, seal: func() {
@@ -520,13 +523,16 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 
 	// The supervisor opens the meter page: key state, the chart, the tokens.
-	var krn string
+	var krn, vendsToday, revenueToday string
 	var tokenRows, bars int
 	run(t, ctx, "meter page",
 		logout(),
 		login("sam", "supervisor password one"),
 		chromedp.WaitVisible(css("#dash-alerts")),
 		chromedp.WaitVisible(css("#floats table")),
+		chromedp.WaitVisible(css("#stat-vends")),
+		into(&vendsToday, chromedp.Text(css("#stat-vends .stat"))),
+		into(&revenueToday, chromedp.Text(css("#stat-revenue .stat"))),
 		shot(t, dir, "06-dashboard"),
 		chromedp.Navigate(h.url+"/#/meters/"+pan),
 		chromedp.WaitVisible(css("#tokens-section table")),
@@ -535,6 +541,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 		into(&tokenRows, chromedp.Evaluate[int](`document.querySelectorAll("#tokens-section tbody tr").length`)),
 		into(&bars, chromedp.Evaluate[int](`[...document.querySelectorAll("#meter-chart rect.bar-credit")].filter(r => Number(r.dataset.litres) > 0).length`)),
 		shot(t, dir, "07-meter"))
+	if vendsToday != "2" || revenueToday != "346.84" {
+		t.Errorf("dashboard: %s vends today for %s, want 2 for 346.84", vendsToday, revenueToday)
+	}
 	if krn != "2" {
 		t.Errorf("meter page KRN %q after the key change", krn)
 	}
