@@ -201,15 +201,31 @@ func provisioningRecords(ctx context.Context, lab *Lab, r *Recorder) error {
 	if err != nil {
 		return err
 	}
-	dev, err := provision.NewDevice(rnd, 40_000_010, "SLW-15")
+	// A meter fresh from the factory station: its own device keys and the
+	// management key its firmware trusts, no operational key yet.
+	const id = 40_000_010
+	dev, err := provision.NewDevice(rnd, id, "SLW-15")
 	if err != nil {
 		return err
 	}
-	devB, err := provision.NewDevice(rnd, 40_000_011, "SLW-15")
+	ee := meter.NewEEPROM(meter.DefaultEEPROMSize, meter.DefaultPageSize)
+	if err := meter.FormatFactory(ee, meter.Factory{Params: meter.DefaultParams(), Device: dev, Anchor: trust.Management}); err != nil {
+		return fmt.Errorf("factory format: %w", err)
+	}
+	m, err := meter.Boot(ee, meter.Deps{Rand: rnd})
 	if err != nil {
 		return err
 	}
-	req, err := provision.ParseRequest(dev.Request())
+	lm := &LabMeter{Meter: m, EEPROM: ee}
+	rq, err := m.ProvisioningRequest()
+	if err != nil {
+		return err
+	}
+	req, err := provision.ParseRequest(rq)
+	if err != nil {
+		return err
+	}
+	devB, err := provision.NewDevice(rnd, id+1, "SLW-15")
 	if err != nil {
 		return err
 	}
@@ -225,19 +241,20 @@ func provisioningRecords(ctx context.Context, lab *Lab, r *Recorder) error {
 	if err != nil {
 		return err
 	}
-	factory := provision.FactoryState(trust.Management)
 
 	// The attacker's own provisioning service: same format, own key, own
 	// keys for the meter.
 	ak := attackerKey(lab)
 	evil, err := provision.NewService(ak, func(context.Context, uint64) ([]provision.Key, error) {
-		return []provision.Key{{Kind: provision.KeyCard, RootVersion: 1, Version: 1, Secret: bytes.Repeat([]byte{0x41}, 16)}}, nil
+		return []provision.Key{{Kind: provision.KeyCard, RootVersion: 1, Version: 1, Secret: bytes.Repeat([]byte{0x41}, 16)},
+			{Kind: provision.KeyTelemetry, RootVersion: 1, Version: 1, Secret: bytes.Repeat([]byte{0x42}, 16)}}, nil
 	})
 	if err != nil {
 		return err
 	}
 	attTrust := trust
 	attTrust.Management = ak.Public().(ed25519.PublicKey)
+	attTrust.Credit = ak.Public().(ed25519.PublicKey)
 	selfSigned, err := evil.Provision(ctx, req, provision.Params{Counter: 2, Trust: attTrust})
 	if err != nil {
 		return err
@@ -246,52 +263,48 @@ func provisioningRecords(ctx context.Context, lab *Lab, r *Recorder) error {
 	for i := len(unsigned) - ed25519.SignatureSize; i < len(unsigned); i++ {
 		unsigned[i] = 0
 	}
-	type try struct {
-		what string
-		b    []byte
-		want error
-	}
-	tries := []try{
-		{"signed by the attacker's key", selfSigned, provision.ErrSignature},
-		{"signature zeroed (unsigned)", unsigned, provision.ErrSignature},
-		{"another device's record", forB, provision.ErrWrongDevice},
-	}
-	accepted, refused := 0, 0
-	for _, t := range tries {
-		if _, _, err := dev.Open(t.b, factory); err == nil {
-			accepted++
-		} else if errors.Is(err, t.want) {
-			refused++
-		}
-	}
-	// Every byte of the genuine record flipped.
-	flips := 0
+	forgeries := [][]byte{selfSigned, unsigned, forB}
 	for i := range genuine {
 		b := append([]byte(nil), genuine...)
 		b[i] ^= 0x01
-		flips++
-		if _, _, err := dev.Open(b, factory); err == nil {
-			accepted++
-		} else {
-			refused++
-		}
+		forgeries = append(forgeries, b)
 	}
-	// The genuine record works once; its replay does not.
-	_, st, gerr := dev.Open(genuine, factory)
-	if gerr != nil {
-		return fmt.Errorf("genuine provisioning record refused: %w", gerr)
-	}
-	_, _, rerr := dev.Open(genuine, st)
-	replayRefused := errors.Is(rerr, provision.ErrReplay)
-	// A provisioned meter cannot be formatted again in the field.
-	lm, err := lab.NewMeter(ctx, 40_000_012, MeterSpec{})
+	before, _, err := meterState(lm)
 	if err != nil {
 		return err
 	}
-	ferr := meter.Format(lm.EEPROM, meter.Provision{ID: lm.ID(), Params: meter.DefaultParams()})
-	r.Measure("provisioning_records_tried", float64(len(tries)+flips+1))
-	r.Observe("forged provisioning records", accepted == 0 && refused == len(tries)+flips && replayRefused && errors.Is(ferr, meter.ErrProvisioned),
-		"%d records tried (attacker-signed, unsigned, another device's, and the genuine %d-byte record with each byte flipped): %d accepted, %d refused with the expected reason; the genuine record accepted once, its replay refused: %v; re-formatting a provisioned meter refused: %v",
-		len(tries)+flips, len(genuine), accepted, refused, replayRefused, errors.Is(ferr, meter.ErrProvisioned))
+	accepted := 0
+	for _, b := range forgeries {
+		if err := m.Provision(lab.Now, b); err == nil {
+			accepted++
+		}
+	}
+	after, _, err := meterState(lm)
+	if err != nil {
+		return err
+	}
+	unchanged := bytes.Equal(before, after)
+	// The genuine record works once and installs the KMS-derived keys;
+	// its replay, and the attacker's record now, do not.
+	if err := m.Provision(lab.Now, genuine); err != nil {
+		return fmt.Errorf("genuine provisioning record refused: %w", err)
+	}
+	mk, err := keys.DeriveMeter(ctx, lab.KM, kms.Ref(keys.MeterRoot), id, 1)
+	if err != nil {
+		return err
+	}
+	installed := bytes.Equal(m.CardKey(), mk.Card[:])
+	rerr := m.Provision(lab.Now, genuine)
+	serr := m.Provision(lab.Now, selfSigned)
+	ferr := meter.Format(ee, meter.Provision{ID: id, Params: meter.DefaultParams()})
+	final, _, err := meterState(lm)
+	if err != nil {
+		return err
+	}
+	r.Measure("provisioning_records_tried", float64(len(forgeries)+2))
+	r.Observe("forged provisioning records at a factory-fresh meter",
+		accepted == 0 && unchanged && installed && rerr != nil && serr != nil && errors.Is(ferr, meter.ErrProvisioned) && bytes.Contains(final, mk.Card[:]),
+		"%d records offered to meter.Provision (attacker-signed with the attacker's keys and trust, signature zeroed, another device's, and the genuine %d-byte record with each byte flipped): %d accepted, meter storage unchanged: %v; the genuine record then installed the KMS-derived keys: %v; replaying it: refused (%v); the attacker's record after it: refused (%v); re-formatting the meter: refused (%v)",
+		len(forgeries), len(genuine), accepted, unchanged, installed, rerr != nil, serr != nil, errors.Is(ferr, meter.ErrProvisioned))
 	return nil
 }
