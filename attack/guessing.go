@@ -163,7 +163,7 @@ func guessing() Attack {
 			}
 			rng := stream(lab.Seed, "keypad guesses")
 			const days = 7
-			first, last, total, accepted, span, err := keypadDays(m, lab.Now, days, 5000, rng)
+			first, last, total, accepted, span, err := keypadDays(m, lab.Now, days, 2000, rng)
 			if err != nil {
 				return err
 			}
