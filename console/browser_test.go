@@ -18,6 +18,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -524,7 +525,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 
 	// The supervisor opens the meter page: key state, the chart, the tokens.
 	var krn, vendsToday, revenueToday string
-	var tokenRows, bars int
+	var tokenRows, bars, reportRows int
 	run(t, ctx, "meter page",
 		logout(),
 		login("sam", "supervisor password one"),
@@ -540,7 +541,17 @@ func TestConsoleEndToEnd(t *testing.T) {
 		into(&krn, chromedp.Text(css("#meter-krn"))),
 		into(&tokenRows, chromedp.Evaluate[int](`document.querySelectorAll("#tokens-section tbody tr").length`)),
 		into(&bars, chromedp.Evaluate[int](`[...document.querySelectorAll("#meter-chart rect.bar-credit")].filter(r => Number(r.dataset.litres) > 0).length`)),
-		shot(t, dir, "07-meter"))
+		shot(t, dir, "07-meter"),
+		chromedp.Navigate(h.url+"/#/reports"),
+		chromedp.WaitVisible(css("#report-form")),
+		chromedp.SetValue(css("#report-name"), "vends"),
+		chromedp.Click(css(`#report-form button[type="submit"]`)),
+		chromedp.WaitVisible(css("#report-out table.report")),
+		into(&reportRows, chromedp.Evaluate[int](`document.querySelectorAll("#report-out tbody tr:not(.total)").length`)),
+		shot(t, dir, "08-report"))
+	if reportRows != 2 {
+		t.Errorf("vends report shows %d rows, want 2", reportRows)
+	}
 	if vendsToday != "2" || revenueToday != "346.84" {
 		t.Errorf("dashboard: %s vends today for %s, want 2 for 346.84", vendsToday, revenueToday)
 	}
@@ -556,7 +567,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 
 	// The administrator's pages: operators and roles, the audit log.
 	h.seal()
-	var auditRows int
+	var auditRows, keyRows int
 	run(t, ctx, "admin pages",
 		logout(),
 		login("admin", adminPass),
@@ -568,13 +579,19 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.SetValue(css("#new-role"), "engineer"),
 		chromedp.Click(css(`#operator-form button[type="submit"]`)),
 		chromedp.WaitVisible(css("#one-time-password")),
-		shot(t, dir, "08-operators"),
+		shot(t, dir, "09-operators"),
 		chromedp.Click(css(`#nav a[href="#/audit"]`)),
 		chromedp.WaitVisible(css("#audit-records table")),
 		into(&auditRows, chromedp.Evaluate[int](`document.querySelectorAll("#audit-records tbody tr").length`)),
-		shot(t, dir, "09-audit"))
+		into(&keyRows, chromedp.Evaluate[int](`[...document.querySelectorAll("#audit-records tbody tr")].filter(tr => tr.textContent.includes(`+strconv.Quote(keyBefore)+`)).length`)),
+		shot(t, dir, "10-audit"))
 	if auditRows < 10 {
 		t.Errorf("audit page shows %d records", auditRows)
+	}
+	// The sale whose answer was lost was recorded once, under the key the
+	// browser made for it before the first attempt.
+	if keyRows != 1 {
+		t.Errorf("the purchase key %s appears in %d audit records, want 1", keyBefore, keyRows)
 	}
 
 	// A tablet in portrait: the vend screen reflows, the menu folds away.
@@ -587,7 +604,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Navigate(h.url+"/#/vend"),
 		chromedp.WaitVisible(css("#vend-search")),
 		into(&menuShown, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("menu-toggle")).display !== "none"`)),
-		shot(t, dir, "10-tablet-vend"))
+		shot(t, dir, "11-tablet-vend"))
 	if !menuShown {
 		t.Errorf("no menu button on a tablet")
 	}

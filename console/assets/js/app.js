@@ -6,6 +6,7 @@ import { meterPage, metersPage, customerPage } from "./meter.js";
 import { dashboardPage } from "./dashboard.js";
 import { operatorsPage, auditPage } from "./admin.js";
 import { alertsPage, campaignsPage, campaignPage } from "./ops.js";
+import { reportsPage } from "./reports.js";
 
 const main = document.getElementById("main");
 const state = { me: null };
@@ -21,6 +22,7 @@ const pages = [
   { re: /^alerts$/, nav: "Alerts", render: alertsPage, show: r => !!api.find("GET", /^\/alerts$/) && api.can(r, "GET", api.find("GET", /^\/alerts$/)) },
   { re: /^campaigns$/, nav: "Key changes", render: campaignsPage, show: r => !!api.find("GET", /campaigns$/) && api.can(r, "GET", api.find("GET", /campaigns$/)) },
   { re: /^campaigns\/(.+)$/, render: campaignPage, show: r => !!api.find("GET", /campaigns$/) },
+  { re: /^reports$/, nav: "Reports", render: reportsPage, show: r => api.can(r, "GET", "/reports") && api.can(r, "GET", "/reports/{name}") },
   { re: /^operators$/, nav: "Operators", render: operatorsPage, show: r => api.can(r, "GET", "/operators") },
   { re: /^audit$/, nav: "Audit", render: auditPage, show: r => api.can(r, "GET", "/audit") },
 ];
