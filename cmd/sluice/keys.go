@@ -29,6 +29,7 @@ func cmdKeys(ctx context.Context, sio stdio, args []string) error {
 		{"pubkey", "print the public key of a signing key", cmdKeysPubkey},
 		{"rotate", "create the next version of a key", cmdKeysRotate},
 		{"import-sts", "import STS vending keys from the utility's key file", cmdKeysImportSTS},
+		{"campaign", "key-rotation campaigns: start, run, status, report, deliver", cmdKeysCampaign},
 	})
 }
 
