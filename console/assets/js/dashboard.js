@@ -114,14 +114,22 @@ function stat(label, value, id, hint) {
   return h("div", { class: "card", id }, h("div", { class: "stat-label" }, label), h("div", { class: "stat" }, value), hint ? h("div", { class: "hint" }, hint) : null);
 }
 
-// progressLine shows a campaign's progress: done of total meters.
+// progressLine shows a campaign's progress: meters issued, delivered and
+// confirmed by the meter itself, and failed, of all enrolled.
 export function progressLine(c) {
-  const total = c.total ?? c.meters ?? c.meter_count ?? 0;
-  const done = c.done ?? c.completed ?? c.confirmed ?? 0;
-  const pct = total ? Math.round(100 * done / total) : 0;
-  const bar = h("div", { class: "bar", role: "img", "aria-label": pct + "% done" }, h("span"));
-  bar.firstChild.style.width = pct + "%";
-  return h("a", { href: "#/campaigns/" + encodeURIComponent(c.id ?? c.code ?? c.name), class: "campaign-line" },
-    h("strong", {}, c.name || c.code || "Campaign " + c.id), " ", badge(c.state || "", c.state === "done" ? "ok" : ""), bar,
-    h("span", { class: "muted" }, done + " of " + total + " meters (" + pct + "%)"));
+  const p = c.progress || c;
+  const total = p.total ?? 0;
+  const parts = [["confirmed", p.confirmed], ["delivered", p.delivered], ["issued", p.issued], ["failed", p.failed]].filter(([, n]) => n);
+  const bar = h("div", { class: "bar stacked", role: "img", "aria-label": parts.map(([k, n]) => n + " " + k).join(", ") + " of " + total });
+  for (const [k, n] of parts) {
+    const seg = h("span", { class: "seg-" + k });
+    seg.style.width = (total ? 100 * n / total : 0) + "%"; // CSSOM, allowed by the CSP
+    bar.append(seg);
+  }
+  const done = (p.confirmed || 0);
+  return h("a", { href: "#/campaigns/" + encodeURIComponent(c.id ?? c.campaign ?? c.name), class: "campaign-line" },
+    h("span", {}, h("strong", {}, c.name || "Campaign " + c.id), " ", c.kind ? badge(c.kind) : null, " ", badge(c.state || "", c.state === "done" || c.state === "finished" ? "ok" : c.state === "cancelled" ? "bad" : "")),
+    bar,
+    h("span", { class: "muted" }, done + " of " + total + " meters confirmed" + (total ? " (" + Math.round(100 * done / total) + "%)" : "") +
+      (p.pending ? ", " + p.pending + " pending" : "") + (p.failed ? ", " + p.failed + " failed" : "")));
 }

@@ -1,7 +1,7 @@
 // Reports: the head-end's named reports (settlement, sales by block, free
 // water, debt, tokens, vends journal) over a date range, as a table with
 // totals and a CSV download made in the browser.
-import { h, clear, field, errorBox, table, money } from "./dom.js";
+import { h, clear, field, errorBox, table, money, when } from "./dom.js";
 import * as api from "./api.js";
 
 function isoDate(d) {
@@ -15,7 +15,7 @@ export async function reportsPage(ctx) {
   const name = field("Report", { tag: "select", id: "report-name", options: list.map(r => ({ value: r.name, label: r.title })) });
   const from = field("From", { type: "date", id: "report-from", value: isoDate(new Date(now.getFullYear(), now.getMonth(), 1)), required: true });
   const to = field("To (inclusive)", { type: "date", id: "report-to", value: isoDate(now), required: true });
-  const vendor = field("Vending point", { id: "report-vendor", autocomplete: "off" }, "optional");
+  const vendor = field("Vending point (optional)", { id: "report-vendor", autocomplete: "off" });
   const out = h("section", { class: "card", id: "report-out", "aria-live": "polite" });
   const sync = () => {
     const info = list.find(r => r.name === name.input.value);
@@ -42,6 +42,7 @@ const isMoney = c => /_cents$/.test(c);
 function cell(col, v) {
   if (v == null) return "";
   if (isMoney(col)) return money(v);
+  if (col === "time") return when(v);
   return String(v);
 }
 
