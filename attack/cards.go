@@ -135,7 +135,11 @@ func forgedCard() Attack {
 				"%d insertions of cards answering random APDUs: %d refused, credit %d -> %d L", randomInsertions, failed, before.Credit, after.Credit)
 
 			// (b) an impostor card that claims this meter but holds a key
-			// the attacker made up.
+			// the attacker made up, at a meter with a clean record.
+			if m, err = lab.NewMeter(ctx, 10_000_003, MeterSpec{}); err != nil {
+				return err
+			}
+			before = m.Snapshot()
 			uid := card.UID{0x04, 0xA1, 0x01, 0x02, 0x03, 0x04, 0x05}
 			fake := make([]byte, card.KeySize)
 			rnd.Read(fake)

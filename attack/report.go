@@ -18,15 +18,24 @@ func WriteJSON(w io.Writer, reports []Report) error {
 	return enc.Encode(reports)
 }
 
-// WriteTable writes one row per attack (attack, weakness reproduced,
-// expected defence, outcome) followed by its evidence, case by case, and a
-// summary line. Pending and succeeded rows are marked so they cannot be
+// WriteTable writes a summary table (one row per attack: outcome, cases
+// defeated), then per attack the weakness it reproduces, the expected
+// defence and the evidence of every case, and a verdict line. Pending and succeeded rows are marked so they cannot be
 // missed.
 func WriteTable(w io.Writer, reports []Report, seed uint64) error {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tATTACK\tOUTCOME\tSECONDS")
+	fmt.Fprintln(tw, "ID\tATTACK\tOUTCOME\tCASES DEFEATED\tSECONDS")
 	for _, r := range reports {
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f\n", r.ID, r.Name, outcomeLabel(r.Outcome), r.Seconds)
+		n, d := 0, 0
+		for _, c := range r.Cases {
+			if c.Outcome != Reproduced {
+				n++
+			}
+			if c.Outcome == Defeated {
+				d++
+			}
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d/%d\t%.2f\n", r.ID, r.Name, outcomeLabel(r.Outcome), d, n, r.Seconds)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

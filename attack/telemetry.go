@@ -167,7 +167,7 @@ func telemetryFrames() Attack {
 			}
 			r.Measure("forged_frames", float64(forged))
 			r.Observe("forged frames", accepted == 0,
-				"%d forgeries (1000 random frames, every bit-0 flip of a genuine %d-byte frame, a reading for meter B MACed with meter A's key, a frame under a guessed key): %d accepted (%d refused by the MAC, %d malformed, %d for no known meter)",
+				"at the frame and replay-window level (frame.Peek/Open and replay.Window, as the MQTT ingest, not built yet, will use them): %d forgeries (1000 random frames, every bit-0 flip of a genuine %d-byte frame, a reading for meter B MACed with meter A's key, a frame under a guessed key): %d accepted (%d refused by the MAC, %d malformed, %d for no known meter)",
 				forged, len(last), accepted, in.counts["forged"], in.counts["malformed"], in.counts["unknown meter"])
 
 			// Replays: every genuine frame again, twice.
