@@ -212,7 +212,12 @@ func Play(ctx context.Context, lab *Lab, a Attack) Report {
 		Cases: r.cases, Measurements: r.m, Seed: lab.Seed, Seconds: time.Since(start).Seconds()}
 	rep.Outcome = judge(r.cases)
 	if err != nil {
-		rep.Outcome, rep.Error = Error, err.Error()
+		// An attack that broke off cannot count as defeated; one that
+		// had already succeeded stays succeeded.
+		rep.Error = err.Error()
+		if rep.Outcome != Succeeded {
+			rep.Outcome = Error
+		}
 	}
 	var ev []string
 	for _, c := range r.cases {
