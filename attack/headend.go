@@ -751,6 +751,9 @@ func auditTamper(ctx context.Context, hl *headendLab, r *Recorder) error {
 	if err != nil {
 		return err
 	}
+	r.Observe("audit record edited in the database", !rep1.OK && rep1.FirstBad == target && !rep2.OK && rep3.OK,
+		"%d sealed records (%d anchored) verified; one byte inserted into the details of record %d: verify fails at %d (%s); record deleted: verify fails at %d (%s); restored: verifies again: %v",
+		rep0.Records, rep0.Anchored, target, rep1.FirstBad, rep1.Problem, rep2.FirstBad, rep2.Problem, rep3.OK)
 	// The insider who knows the chain format: edit a record, then recompute
 	// every hash from it to the head so the chain is consistent again. Only
 	// the anchors, made with a key the database does not hold, can tell.
@@ -795,8 +798,5 @@ func auditTamper(ctx context.Context, hl *headendLab, r *Recorder) error {
 	r.Observe("audit chain rewritten and rehashed", !rep4.OK && rep4.Problem != "" && rep5.OK,
 		"record %d edited and all %d hashes from it to the head recomputed: the chain alone verifies (%v), the KMS-keyed anchors do not: verify fails at %d (%s)",
 		target, len(recs)-1, rep5.OK, rep4.FirstBad, rep4.Problem)
-	r.Observe("audit record edited in the database", !rep1.OK && rep1.FirstBad == target && !rep2.OK && rep3.OK,
-		"%d sealed records (%d anchored) verified; one byte inserted into the details of record %d: verify fails at %d (%s); record deleted: verify fails at %d (%s); restored: verifies again: %v",
-		rep0.Records, rep0.Anchored, target, rep1.FirstBad, rep1.Problem, rep2.FirstBad, rep2.Problem, rep3.OK)
 	return nil
 }
