@@ -22,23 +22,6 @@ const (
 	sgc       = "123457"
 )
 
-// applyMigration5 applies migration 0005 while it waits, as a .pending file,
-// for 0003 and 0004 to land (a gap in the numbers would stop every start);
-// once it is a .sql file the store has migrated it already.
-func applyMigration5(t testing.TB, db *sqlstore.DB) {
-	t.Helper()
-	if _, err := db.SQL().Exec(`SELECT 1 FROM channels LIMIT 1`); err == nil {
-		return
-	}
-	b, err := os.ReadFile(filepath.Join("..", "store", db.Driver(), "migrations", "0005_reports_channels_webhooks.sql.pending"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.SQL().Exec(string(b)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // env is a head-end store with two vending points, an STS, a card and an
 // AMI meter, and a vending service on a settable clock.
 type env struct {
@@ -53,7 +36,6 @@ type env struct {
 
 func newEnv(t *testing.T, db *sqlstore.DB, start time.Time) *env {
 	t.Helper()
-	applyMigration5(t, db)
 	ctx := context.Background()
 	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
 	if err != nil {

@@ -403,7 +403,6 @@ func TestFormats(t *testing.T) {
 // shows only where no index can serve).
 func TestQueriesUseIndexes(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
-		applyMigration5(t, db)
 		var plans map[string]string
 		err := db.Read(context.Background(), func(tx store.Tx) error {
 			var err error

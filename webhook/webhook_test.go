@@ -30,20 +30,6 @@ import (
 
 const pan = "600727000000000009"
 
-func applyMigration5(t testing.TB, db *sqlstore.DB) {
-	t.Helper()
-	if _, err := db.SQL().Exec(`SELECT 1 FROM channels LIMIT 1`); err == nil {
-		return
-	}
-	b, err := os.ReadFile(filepath.Join("..", "store", db.Driver(), "migrations", "0005_reports_channels_webhooks.sql.pending"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := db.SQL().Exec(string(b)); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // clock is the test's time, shared by vending, the dispatcher and the
 // receivers.
 type clock struct {
@@ -67,7 +53,6 @@ type harness struct {
 
 func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	t.Helper()
-	applyMigration5(t, db)
 	ctx := context.Background()
 	km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
 	if err != nil {
