@@ -34,6 +34,8 @@ import (
 
 	"sluice/auditlog"
 	"sluice/auth"
+	"sluice/campaign"
+	"sluice/campaign/campaignapi"
 	"sluice/internal/testenv"
 	"sluice/keys"
 	"sluice/kms"
@@ -56,6 +58,8 @@ type headend struct {
 	url       string
 	bootstrap string // path of bootstrap-admin.txt
 	seal      func() // seals pending audit records into the chain
+	// runCampaign does what `sluice keys campaign run` does.
+	runCampaign func(id int64)
 }
 
 func startHeadend(t *testing.T) *headend {
@@ -83,6 +87,7 @@ func startHeadend(t *testing.T) *headend {
 	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{
 		{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")},
 		{SGC: 123457, KRN: 2, Kind: kms.STSDKGA04, Key: []byte("\x11\x22\x33\x44\x55\x66\x77\x88\x99\xaa\xbb\xcc\xdd\xee\xff\x00\x01\x02\x03\x04")},
+		{SGC: 123457, KRN: 3, Kind: kms.STSDKGA04, Key: []byte("\x21\x32\x43\x54\x65\x76\x87\x98\xa9\xba\xcb\xdc\xed\xfe\x0f\x10\x21\x32\x43\x54")},
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -94,14 +99,19 @@ func startHeadend(t *testing.T) *headend {
 	if _, err := auth.Bootstrap(ctx, db, cred, cheap); err != nil {
 		t.Fatal(err)
 	}
+	v := vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}})
+	campaigns := campaign.New(campaign.Config{Store: db, Vend: v, KM: km})
 	// Routes other packages contribute, as the head-end wires them.
-	extra := report.Routes(report.New(db, time.UTC, nil))
-	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil),
-		Vend: vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}}), Extra: extra})
+	extra := append(report.Routes(report.New(db, time.UTC, nil)), campaignapi.Routes(campaigns)...)
+	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: v, Extra: extra})
 	ts := httptest.NewServer(Mount(srv.Handler()))
 	t.Cleanup(ts.Close)
 	return &headend{url: ts.URL, bootstrap: cred, seal: func() {
 		if _, err := auditlog.Seal(ctx, db, anchors, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}, runCampaign: func(id int64) {
+		if _, err := campaigns.Run(ctx, id, "operator:admin", nil); err != nil {
 			t.Fatal(err)
 		}
 	}}
@@ -592,6 +602,47 @@ func TestConsoleEndToEnd(t *testing.T) {
 	// browser made for it before the first attempt.
 	if keyRows != 1 {
 		t.Errorf("the purchase key %s appears in %d audit records, want 1", keyBefore, keyRows)
+	}
+
+	// A key-change campaign: the administrator starts it in the console,
+	// the head-end runs it, the console shows the meter's tokens and takes
+	// the delivery mark.
+	var pending, issued, delivered, campaignURL string
+	var campaignTokens []tokenView
+	run(t, ctx, "campaign",
+		chromedp.Click(css(`#nav a[href="#/campaigns"]`)),
+		chromedp.WaitVisible(css("#campaign-form")),
+		chromedp.SendKeys(css("#camp-name"), "North to KRN 3"),
+		chromedp.SendKeys(css("#camp-krn"), "3\r"),
+		chromedp.WaitVisible(css(`#campaign-counts td[data-state="pending"]`)),
+		into(&pending, chromedp.Text(css(`#campaign-counts td[data-state="pending"]`))),
+		into(&campaignURL, chromedp.Location()))
+	id, err := strconv.ParseInt(campaignURL[strings.LastIndex(campaignURL, "/")+1:], 10, 64)
+	if err != nil || pending != "1" {
+		t.Fatalf("campaign page %s shows %s pending", campaignURL, pending)
+	}
+	h.runCampaign(id)
+	run(t, ctx, "campaign issued",
+		chromedp.Reload(),
+		chromedp.WaitVisible(css(`#campaign-counts td[data-state="issued"]`)),
+		into(&issued, chromedp.Text(css(`#campaign-counts td[data-state="issued"]`))),
+		chromedp.Click(css(`button[data-meter="`+pan+`"]`)),
+		chromedp.WaitVisible(css("#campaign-tokens")),
+		into(&campaignTokens, chromedp.Evaluate[[]tokenView](strings.ReplaceAll(readTokens, "#receipt #tokens", "#campaign-tokens ol.tokens"))),
+		shot(t, dir, "12-campaign"),
+		chromedp.Click(css("#mark-delivered")),
+		chromedp.WaitVisible(css(`#campaign-tokens[data-state="delivered"]`)),
+		into(&delivered, chromedp.Text(css(`#campaign-counts td[data-state="delivered"]`))))
+	if issued != "1" || delivered != "1" {
+		t.Errorf("campaign counts: issued %s, then delivered %s", issued, delivered)
+	}
+	if len(campaignTokens) != 4 {
+		t.Fatalf("campaign tokens %+v", campaignTokens)
+	}
+	for i, tk := range campaignTokens {
+		if !grouped.MatchString(tk.Digits) || !strings.Contains(tk.Label, fmt.Sprintf("Key change %d of 4", i+1)) {
+			t.Errorf("campaign token %d: %q %q", i, tk.Label, tk.Digits)
+		}
 	}
 
 	// A tablet in portrait: the vend screen reflows, the menu folds away.

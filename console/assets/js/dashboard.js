@@ -90,7 +90,7 @@ export async function dashboardPage(ctx) {
     } catch (e) { silentCard.append(errorBox(e)); }
   }
 
-  const camps = api.find("GET", /campaigns$/);
+  const camps = api.has("GET", "/campaigns") ? "/campaigns" : null;
   const campCard = h("section", { class: "card", id: "dash-campaigns" }, h("h2", {}, "Key-change campaigns"));
   body.append(campCard);
   if (!camps) campCard.append(h("p", { class: "empty" }, "No data yet: key-change campaigns are not available on this head-end yet."));
