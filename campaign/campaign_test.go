@@ -568,3 +568,79 @@ func wantAudit(t *testing.T, db *sqlstore.DB, want map[string]int) {
 		}
 	}
 }
+
+// TestPurchasesDuringCampaign races purchases against a running campaign:
+// whichever reaches a meter first issues its key change, and no meter gets
+// a second set.
+func TestPurchasesDuringCampaign(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		const meters = 80
+		e := newEnv(t, db, meters, 0)
+		e.svc.cfg.Batch = 10
+		ctx := context.Background()
+		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "race", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make(chan error, 4)
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, err := e.svc.Run(ctx, c.ID, "operator:admin", nil)
+			errs <- err
+		}()
+		for w := range 3 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				// Walk the fleet from the far end, towards the campaign.
+				for i := meters - 1 - w; i >= 0; i -= 6 {
+					for try := 0; ; try++ {
+						_, err := e.vend.Purchase(ctx, e.cashier, fmt.Sprintf("race-%d", i), vend.PurchaseRequest{Meter: e.pans[i], AmountCents: 10000})
+						if err == nil {
+							break
+						}
+						if !db.Retryable(err) || try == 20 {
+							errs <- fmt.Errorf("purchase %d: %w", i, err)
+							return
+						}
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		close(errs)
+		for err := range errs {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Whatever the interleaving, the run is done and every meter has
+		// one set, which its decoder takes, followed by any credit.
+		if p, err := e.svc.Run(ctx, c.ID, "operator:admin", nil); err != nil || p.Pending != 0 || p.Issued != meters {
+			t.Fatalf("after the race: %+v %v", p, err)
+		}
+		byPurchase := 0
+		for _, p := range e.pans {
+			kc := e.keyChangeTokens(t, p)
+			if len(kc) != 4 {
+				t.Fatalf("meter %s: %d key-change tokens", p, len(kc))
+			}
+			if kc[0].PurchaseID != 0 {
+				byPurchase++
+			}
+			d := decoder(t, p)
+			for _, tok := range kc {
+				if _, err := d.AcceptDigits(tok.Digits); err != nil {
+					t.Fatalf("meter %s refused its key change: %v", p, err)
+				}
+			}
+		}
+		rep, err := e.svc.Report(ctx, c.ID)
+		if err != nil || rep.TokensIssued != int64(4*(meters-byPurchase)) {
+			t.Fatalf("campaign issued %d tokens; %d meters were moved by purchases (%v)", rep.TokensIssued, byPurchase, err)
+		}
+		t.Logf("%d of %d meters moved by a purchase, the rest by the campaign", byPurchase, meters)
+	})
+}

@@ -386,3 +386,39 @@ func wantAudit(t *testing.T, db *sqlstore.DB, actions ...string) {
 		}
 	}
 }
+
+func TestDualControlConcurrentApprovalsIssueOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db, 0)
+		s := newStaff(t, db)
+		req, err := e.svc.RequestEngineering(ctx, s.engineer, EngineeringRequest{Meter: pan, Action: ActClearTamper, Reason: "work order 9"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A supervisor and an admin press approve at the same moment.
+		errs := make(chan error, 2)
+		for _, a := range []Actor{s.supervisor, s.admin} {
+			go func() {
+				_, err := e.svc.ApproveEngineering(ctx, a, req.ID)
+				errs <- err
+			}()
+		}
+		ok := 0
+		for range 2 {
+			switch err := <-errs; {
+			case err == nil:
+				ok++
+			case errors.Is(err, store.ErrConflict):
+			default:
+				t.Fatalf("approval: %v", err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d approvals succeeded, want 1", ok)
+		}
+		if n := len(requestTokens(t, db, req.ID)); n != 1 {
+			t.Fatalf("%d tokens issued, want 1", n)
+		}
+	})
+}
