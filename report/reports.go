@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	"sluice/ledger"
 	"sluice/store"
@@ -34,6 +35,13 @@ func cols(names ...string) []Column {
 
 func definitions() []definition {
 	return []definition{
+		{Info{"alerts", "Revenue-protection alerts open at some time in the range, and those resolved in it", []string{"supply_group"}},
+			append(cols("id", "subject", "rule", "severity", "state", "first_at", "last_at", "resolved_at", "resolved_by", "summary"),
+				money("alerts", "open", "resolved", "occurrences")...), alertsReport},
+		{Info{"campaigns", "Key-change campaigns running in the range: meters by state", []string{}},
+			append(cols("campaign", "kind", "state", "created_at", "finished_at"), money("meters", "pending", "issued", "delivered", "confirmed", "failed")...), campaignsReport},
+		{Info{"consumption", "Water consumed by day, supply group and area, from meter readings", []string{"supply_group"}},
+			append(cols("day", "supply_group", "area"), money("readings", "litres", "reverse_litres", "resets")...), consumptionReport},
 		{Info{"debt", "Debt recovered by day and vending point", allFilters},
 			append(cols("day", "vendor"), money("purchases", "recovered_cents", "returned_cents", "net_cents")...), debtReport},
 		{Info{"free-water", "Free basic water issued by day, supply group and area", allFilters},
@@ -329,4 +337,84 @@ func settlementReport(ctx context.Context, s *Service, tx store.Tx, p Params, em
 		opening[k.vendor] = closing
 		return emit(k.day, k.vendor, open, v[0], v[1], v[2], v[3], v[4], closing, sold, sold-v[1])
 	})
+}
+
+const stamp = "2006-01-02T15:04:05Z07:00"
+
+func timeText(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(stamp)
+}
+
+func alertsReport(ctx context.Context, s *Service, tx store.Tx, p Params, emit func(...any) error) error {
+	return tx.Reports().Alerts(ctx, p.filter(), func(a store.Alert) error {
+		var open, resolved int64 = 1, 0
+		if a.State == store.AlertResolved {
+			open, resolved = 0, 1
+		}
+		return emit(a.ID, a.Subject, a.Rule, a.Severity, a.State, timeText(a.FirstAt), timeText(a.LastAt), timeText(a.ResolvedAt), a.ResolvedBy, a.Summary,
+			int64(1), open, resolved, a.Count)
+	})
+}
+
+// maxCampaigns bounds the campaigns listed; a utility runs a handful.
+const maxCampaigns = 10000
+
+func campaignsReport(ctx context.Context, s *Service, tx store.Tx, p Params, emit func(...any) error) error {
+	cs, err := tx.Campaigns().List(ctx, maxCampaigns)
+	if err != nil {
+		return err
+	}
+	slices.SortFunc(cs, func(a, b store.Campaign) int { return cmp.Compare(a.ID, b.ID) })
+	for _, c := range cs {
+		if !c.CreatedAt.Before(p.To) || (!c.FinishedAt.IsZero() && c.FinishedAt.Before(p.From)) {
+			continue
+		}
+		n, err := tx.Campaigns().Counts(ctx, c.ID)
+		if err != nil {
+			return err
+		}
+		var total int64
+		for _, v := range n {
+			total += v
+		}
+		if err := emit(c.Name, c.Kind, c.State, timeText(c.CreatedAt), timeText(c.FinishedAt), total,
+			n[store.CampaignPending], n[store.CampaignIssued], n[store.CampaignDelivered], n[store.CampaignConfirmed], n[store.CampaignFailed]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+type areaKey struct{ day, sg, area string }
+
+// consumptionReport adds up the growth of each meter's forward register
+// between consecutive readings in the range, on the day of the later
+// reading; a meter's first reading in the range is its baseline. A register
+// that went backwards (meter replaced, or tampered with) adds nothing and is
+// counted under resets.
+func consumptionReport(ctx context.Context, s *Service, tx store.Tx, p Params, emit func(...any) error) error {
+	g := newGroups[areaKey](4)
+	var prev store.ReadingRow
+	err := tx.Reports().Readings(ctx, p.filter(), func(r store.ReadingRow) error {
+		k := areaKey{s.day(r.Time), r.SupplyGroup, r.Area}
+		switch {
+		case r.MeterID != prev.MeterID:
+			g.add(k, 1, 0, 0, 0)
+		case r.Forward < prev.Forward || r.Reverse < prev.Reverse:
+			g.add(k, 1, 0, 0, 1)
+		default:
+			g.add(k, 1, r.Forward-prev.Forward, r.Reverse-prev.Reverse, 0)
+		}
+		prev = r
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return g.each(func(a, b areaKey) int {
+		return cmp.Or(strings.Compare(a.day, b.day), strings.Compare(a.sg, b.sg), strings.Compare(a.area, b.area))
+	}, func(k areaKey, v []int64) error { return emit(k.day, k.sg, k.area, v[0], v[1], v[2], v[3]) })
 }

@@ -64,6 +64,18 @@ type TokenReportRow struct {
 	Litres      int64
 }
 
+// ReadingRow is one meter reading with the meter's place, for consumption
+// reports.
+type ReadingRow struct {
+	MeterID     int64
+	Meter       string
+	SupplyGroup string
+	Area        string
+	Time        time.Time
+	Forward     int64 // litres, cumulative
+	Reverse     int64 // litres, cumulative
+}
+
 // Reports are the read-only, streaming queries behind package report. Each
 // calls fn once per row as the database cursor yields it and never holds the
 // result set in memory; an error from fn stops the scan and is returned.
@@ -80,6 +92,14 @@ type Reports interface {
 	Balances(ctx context.Context, prefix string, before time.Time, fn func(account, unit string, amount int64) error) error
 	// Tokens streams tokens issued in range, in time order.
 	Tokens(ctx context.Context, f ReportFilter, fn func(TokenReportRow) error) error
+	// Readings streams the readings taken in range, by meter and time.
+	// Only the time range and the supply group apply.
+	Readings(ctx context.Context, f ReportFilter, fn func(ReadingRow) error) error
+	// Alerts streams the alerts that were open at some time in range (raised
+	// before its end, and unresolved or resolved after its start), oldest
+	// first within each of the two groups (unresolved, then resolved).
+	// Only the time range and the supply group apply.
+	Alerts(ctx context.Context, f ReportFilter, fn func(Alert) error) error
 	// Explain returns the database's plan for each report query, by name,
 	// for tests and for `sluice report explain`.
 	Explain(ctx context.Context) (map[string]string, error)

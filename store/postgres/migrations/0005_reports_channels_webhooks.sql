@@ -81,3 +81,10 @@ CREATE TABLE webhook_deliveries (
 	duration_us BIGINT  NOT NULL
 );
 CREATE INDEX webhook_deliveries_outbox ON webhook_deliveries (outbox_id, id);
+
+-- The alerts report reads unresolved alerts by state (alerts_state) and
+-- resolved ones by when they were resolved.
+CREATE INDEX alerts_resolved ON alerts (state, resolved_at);
+-- Consumption reports read readings by time (SQLite has readings_time
+-- from 0003).
+CREATE INDEX readings_time ON readings (time);

@@ -81,3 +81,7 @@ CREATE TABLE webhook_deliveries (
 	duration_us INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX webhook_deliveries_outbox ON webhook_deliveries (outbox_id, id);
+
+-- The alerts report reads unresolved alerts by state (alerts_state) and
+-- resolved ones by when they were resolved.
+CREATE INDEX alerts_resolved ON alerts (state, resolved_at);
