@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"sluice/audit"
+	"sluice/kms"
 	"sluice/store"
 )
 
@@ -16,7 +17,13 @@ type SealerOptions struct {
 	Every time.Duration
 	// Batch is the records per sealing transaction; default DefaultBatch.
 	Batch int
-	// Anchor signs anchors; nil seals without them (not for production).
+	// KMS, when Anchor is nil, is where the sealer derives its anchor key
+	// (NewKMSAnchors) at its first round. Until that succeeds (a KMS
+	// without a meter root, an HSM unreachable) rounds are skipped and
+	// logged: records stay pending rather than be sealed unanchored.
+	KMS kms.KeyManager
+	// Anchor signs anchors. With neither Anchor nor KMS the sealer seals
+	// without anchors (tests; not for production).
 	Anchor audit.Signer
 	// Logger reports failures; nil discards.
 	Logger *slog.Logger
@@ -41,8 +48,17 @@ func RunSealer(ctx context.Context, st store.Store, opts SealerOptions) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	anchor := opts.Anchor
 	round := func(ctx context.Context) {
-		n, err := Seal(ctx, st, opts.Anchor, opts.Batch)
+		if anchor == nil && opts.KMS != nil {
+			a, err := NewKMSAnchors(context.WithoutCancel(ctx), opts.KMS)
+			if err != nil {
+				log.Error("audit sealer: no anchor key, records stay pending", "err", err)
+				return
+			}
+			anchor = a
+		}
+		n, err := Seal(ctx, st, anchor, opts.Batch)
 		if err != nil && ctx.Err() == nil {
 			log.Error("audit sealer", "sealed", n, "err", err)
 		} else if n > 0 {
