@@ -300,6 +300,9 @@ func (s *Service) params(ctx context.Context, spec *Spec) (Params, error) {
 	var p Params
 	switch spec.Kind {
 	case KindSTS:
+		if s.cfg.KM == nil || s.cfg.Vend == nil {
+			return p, invalid("kind", "sts campaigns need the key manager and the vending service")
+		}
 		if _, err := sts.ParseSGC(spec.SupplyGroup); err != nil {
 			return p, invalid("supply_group", "%v", err)
 		}

@@ -332,15 +332,24 @@ func TestRolloverCampaignResumesWithoutSecondSets(t *testing.T) {
 		if n, err := Confirm(ctx, db, m0.ID, Evidence{Source: "telemetry", At: clock, KRN: 2, TI: 1, BaseDate: 2014}); err != nil || n != 0 {
 			t.Fatalf("repeated report: %d %v", n, err)
 		}
+		// The meter's "key changed" event confirms too, but not one that
+		// predates the campaign's set.
+		m1 := e.meter(t, e.pans[1])
+		if n, err := Confirm(ctx, db, m1.ID, Evidence{Source: "event 12", At: clock.Add(-time.Hour), STSKeyChanged: true}); err != nil || n != 0 {
+			t.Fatalf("stale key-changed event: %d %v", n, err)
+		}
+		if n, err := Confirm(ctx, db, m1.ID, Evidence{Source: "event 12", At: clock.Add(time.Hour), STSKeyChanged: true}); err != nil || n != 1 {
+			t.Fatalf("key-changed event: %d %v", n, err)
+		}
 		rep, err := e.svc.Report(ctx, c.ID)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if rep.Progress.Confirmed != 1 || len(rep.Unconfirmed) != meters-1 || len(rep.Failed) != 0 || rep.TokensIssued != 4*(meters-1) || rep.State != store.CampaignRunning {
+		if rep.Progress.Confirmed != 2 || len(rep.Unconfirmed) != meters-2 || len(rep.Failed) != 0 || rep.TokensIssued != 4*(meters-1) || rep.State != store.CampaignRunning {
 			t.Fatalf("report: %+v confirmed, %d unconfirmed, %d failed, %d tokens, %s", rep.Progress, len(rep.Unconfirmed), len(rep.Failed), rep.TokensIssued, rep.State)
 		}
 		// Confirm the rest: the campaign completes.
-		for _, p := range e.pans[1:] {
+		for _, p := range e.pans[2:] {
 			if n, err := Confirm(ctx, db, e.meter(t, p).ID, Evidence{Source: "telemetry", KRN: 2, TI: 1, BaseDate: 2014}); err != nil || n != 1 {
 				t.Fatalf("confirm %s: %d %v", p, n, err)
 			}

@@ -19,10 +19,16 @@ type Evidence struct {
 	// 1234", "field report WO-77"); it is kept with the confirmation.
 	Source string    `json:"source"`
 	At     time.Time `json:"at"`
-	// STS meters: the key the meter now decodes under.
+	// STS meters: the key the meter now decodes under (a field report,
+	// or a meter that reports it) ...
 	KRN      int `json:"krn,omitempty"`
 	TI       int `json:"ti,omitempty"`
 	BaseDate int `json:"base_date,omitempty"`
+	// ... or the meter's "STS key changed" event (telemetry event 12),
+	// logged At when it completed a key-change set. It confirms a campaign
+	// that issued the meter its set before At (or whose target the meter
+	// row reached, by a purchase, after the campaign started).
+	STSKeyChanged bool `json:"sts_key_changed,omitempty"`
 	// Voucher meters: the key IDs the meter trusts now.
 	TrustedKeyIDs []uint32 `json:"trusted_key_ids,omitempty"`
 	// Voucher meters: the highest voucher sequence the meter accepted. A
@@ -116,6 +122,9 @@ func Confirm(ctx context.Context, st store.Store, meterID int64, ev Evidence) (i
 func matches(ctx context.Context, tx store.Tx, c store.Campaign, p Params, r store.CampaignMeter, ev Evidence) (bool, error) {
 	switch c.Kind {
 	case KindSTS:
+		if ev.STSKeyChanged {
+			return stsEventMatches(ctx, tx, c, p, r, ev)
+		}
 		return ev.KRN == p.KRN && ev.TI == p.TI && ev.BaseDate == p.BaseDate, nil
 	case KindMeterKey:
 		return ev.KeyVersion >= p.KeyVersion, nil
@@ -134,6 +143,25 @@ func matches(ctx context.Context, tx store.Tx, c store.Campaign, p Params, r sto
 		}
 	}
 	return false, nil
+}
+
+// stsEventMatches decides whether a meter's "key changed" event is this
+// campaign's key change: the meter row must be on the campaign's target (the
+// head-end issued a set taking it there) and the event must not predate
+// that set (an old event reported late proves nothing about this one).
+func stsEventMatches(ctx context.Context, tx store.Tx, c store.Campaign, p Params, r store.CampaignMeter, ev Evidence) (bool, error) {
+	m, err := tx.Meters().ByID(ctx, r.MeterID)
+	if err != nil {
+		return false, err
+	}
+	if m.KRN != p.KRN || m.TI != p.TI || m.BaseDate != p.BaseDate {
+		return false, nil
+	}
+	since := c.CreatedAt
+	if r.Tokens > 0 && !r.IssuedAt.IsZero() {
+		since = r.IssuedAt
+	}
+	return !ev.At.Before(since), nil
 }
 
 // finishIfComplete marks a campaign done when every meter is confirmed or

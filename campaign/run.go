@@ -67,6 +67,9 @@ func (s *Service) Run(ctx context.Context, id int64, actor string, progress func
 	if c.State != store.CampaignRunning {
 		return prog, fmt.Errorf("%w: campaign %s is %s", ErrFinished, c.Name, c.State)
 	}
+	if c.Kind == KindSTS && s.cfg.Vend == nil {
+		return prog, fmt.Errorf("%w: sts campaign %s needs the vending service", ErrInvalid, c.Name)
+	}
 	sign, err := s.signer(ctx, c, p)
 	if err != nil {
 		return prog, err

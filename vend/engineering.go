@@ -161,6 +161,9 @@ func (r *EngineeringRequest) checkFor(m store.Meter) error {
 				return fieldErr("value", "must be 0 for clear_tamper on an STS meter")
 			}
 		case r.Action == ActKeyChange:
+			if r.Value != 0 {
+				return fieldErr("value", "key_change takes no value: it moves the meter to its supply group's key")
+			}
 		default:
 			return fieldErr("action", "%q is not an engineering action for STS meters (clear_tamper, clear_credit, set_water_meter_factor, set_max_power_limit, set_phase_unbalance, key_change)", r.Action)
 		}
