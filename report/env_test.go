@@ -34,7 +34,7 @@ type env struct {
 	engineer   vend.Actor
 }
 
-func newEnv(t *testing.T, db *sqlstore.DB, start time.Time) *env {
+func newEnv(t testing.TB, db *sqlstore.DB, start time.Time) *env {
 	t.Helper()
 	ctx := context.Background()
 	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
