@@ -44,6 +44,7 @@ import (
 	"sluice/server"
 	"sluice/store/sqlite"
 	"sluice/vend"
+	"sluice/vend/engineeringapi"
 )
 
 const (
@@ -102,7 +103,10 @@ func startHeadend(t *testing.T) *headend {
 	v := vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}})
 	campaigns := campaign.New(campaign.Config{Store: db, Vend: v, KM: km})
 	// Routes other packages contribute, as the head-end wires them.
-	extra := append(report.Routes(report.New(db, time.UTC, nil)), campaignapi.Routes(campaigns)...)
+	var extra []server.Route
+	extra = append(extra, report.Routes(report.New(db, time.UTC, nil))...)
+	extra = append(extra, campaignapi.Routes(campaigns)...)
+	extra = append(extra, engineeringapi.Routes(v)...)
 	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: v, Extra: extra})
 	ts := httptest.NewServer(Mount(srv.Handler()))
 	t.Cleanup(ts.Close)
@@ -278,8 +282,19 @@ func artifacts(t *testing.T) string {
 	return dir
 }
 
+var unformatted = regexp.MustCompile(`\b(null|undefined|NaN|Invalid Date|\[object \w+\])\b`)
+
 func shot(t *testing.T, dir, name string) chromedp.Action[chromedp.Void] {
 	return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		// Every page the tests photograph must read well: no value the
+		// code failed to format.
+		text, err := chromedp.Evaluate[string](`document.body.innerText`)(ctx, tg)
+		if err != nil {
+			return err
+		}
+		if m := unformatted.FindString(text); m != "" {
+			t.Errorf("%s shows %q:\n%s", name, m, text)
+		}
 		png, err := chromedp.FullScreenshot(100)(ctx, tg)
 		if err != nil {
 			return err
@@ -384,6 +399,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	admin.must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 2, TI: 1}, nil)
 	super := h.operator(t, admin, "sam", auth.Supervisor, "", "supervisor password one")
 	h.operator(t, admin, "cashier1", auth.Vendor, "OFFICE1", "cashier password one")
+	h.operator(t, admin, "eve", auth.Engineer, "", "engineer password one")
 	super.must(201, "POST", "/vendors/OFFICE1/deposits", server.DepositBody{AmountCents: 1_000_000, Reference: "SLIP-1"}, nil)
 	super.must(201, "POST", "/vendors/SPAZA7/deposits", server.DepositBody{AmountCents: 50_000, Reference: "SLIP-2"}, nil)
 	super.must(201, "POST", "/customers/ACC-001/debt", server.DebtBody{AmountCents: 20_000, Reference: "ARREARS-2026"}, nil)
@@ -645,6 +661,33 @@ func TestConsoleEndToEnd(t *testing.T) {
 		}
 	}
 
+	// Dual control: the engineer files a request, the supervisor approves
+	// it, and only then are its tokens issued.
+	var engTokens []tokenView
+	run(t, ctx, "engineering",
+		logout(),
+		login("eve", "engineer password one"),
+		chromedp.WaitVisible(css(`#nav a[href="#/engineering"]`)),
+		chromedp.Click(css(`#nav a[href="#/engineering"]`)),
+		chromedp.WaitVisible(css("#eng-form")),
+		chromedp.SendKeys(css("#eng-meter"), pan),
+		chromedp.SendKeys(css("#eng-reason"), "magnet tamper flag after a site visit\r"),
+		chromedp.WaitVisible(css("#eng-form .success")),
+		logout(),
+		login("sam", "supervisor password one"),
+		chromedp.WaitVisible(css(`#nav a[href="#/engineering"]`)),
+		chromedp.Click(css(`#nav a[href="#/engineering"]`)),
+		chromedp.WaitVisible(css(`#eng-list button[data-request]`)),
+		chromedp.Click(css(`#eng-list button[data-request]`)),
+		chromedp.WaitVisible(css("#eng-approve")),
+		chromedp.Click(css("#eng-approve")),
+		chromedp.WaitVisible(css(`#eng-request[data-state="issued"] ol.tokens`)),
+		into(&engTokens, chromedp.Evaluate[[]tokenView](strings.ReplaceAll(readTokens, "#receipt #tokens", "#eng-request ol.tokens"))),
+		shot(t, dir, "13-engineering"))
+	if len(engTokens) != 1 || engTokens[0].Kind != "engineering" || !grouped.MatchString(engTokens[0].Digits) {
+		t.Errorf("engineering tokens %+v", engTokens)
+	}
+
 	// A tablet in portrait: the vend screen reflows, the menu folds away.
 	var menuShown bool
 	run(t, ctx, "tablet",
@@ -655,7 +698,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Navigate(h.url+"/#/vend"),
 		chromedp.WaitVisible(css("#vend-search")),
 		into(&menuShown, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("menu-toggle")).display !== "none"`)),
-		shot(t, dir, "11-tablet-vend"))
+		shot(t, dir, "14-tablet-vend"))
 	if !menuShown {
 		t.Errorf("no menu button on a tablet")
 	}

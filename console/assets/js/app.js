@@ -7,6 +7,7 @@ import { dashboardPage } from "./dashboard.js";
 import { operatorsPage, auditPage } from "./admin.js";
 import { alertsPage, campaignsPage, campaignPage } from "./ops.js";
 import { reportsPage } from "./reports.js";
+import { engineeringPage } from "./engineering.js";
 
 const main = document.getElementById("main");
 const state = { me: null };
@@ -22,6 +23,7 @@ const pages = [
   { re: /^alerts$/, nav: "Alerts", render: alertsPage, show: r => !!api.find("GET", /^\/alerts$/) && api.can(r, "GET", api.find("GET", /^\/alerts$/)) },
   { re: /^campaigns$/, nav: "Key changes", render: campaignsPage, show: r => api.can(r, "GET", "/campaigns") },
   { re: /^campaigns\/(\d+)$/, render: campaignPage, show: r => api.can(r, "GET", "/campaigns/{id}") },
+  { re: /^engineering(?:\/(\d+))?$/, nav: "Engineering", href: "engineering", render: engineeringPage, show: r => api.can(r, "GET", "/engineering-requests") },
   { re: /^reports$/, nav: "Reports", render: reportsPage, show: r => api.can(r, "GET", "/reports") && api.can(r, "GET", "/reports/{name}") },
   { re: /^operators$/, nav: "Operators", render: operatorsPage, show: r => api.can(r, "GET", "/operators") },
   { re: /^audit$/, nav: "Audit", render: auditPage, show: r => api.can(r, "GET", "/audit") },
@@ -53,7 +55,11 @@ async function start() {
 }
 
 function render() {
-  if (!state.me) return loginPage();
+  if (!state.me) {
+    const msg = state.message;
+    state.message = null;
+    return loginPage(msg);
+  }
   if (state.me.must_change_password) return passwordPage();
   const role = state.me.operator.role;
   const path = route();
@@ -103,8 +109,11 @@ function shell(role, path) {
 async function logout() {
   try { await api.post("/auth/logout"); } catch { /* the session is gone either way */ }
   state.me = null;
-  location.hash = "#/";
-  loginPage("You have logged out.");
+  state.message = "You have logged out.";
+  // One render only: a hash change renders by itself, and a second render
+  // would replace the login form under the operator's fingers.
+  if (location.hash && location.hash !== "#/") location.hash = "#/";
+  else render();
 }
 
 function loginPage(message) {
