@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"fmt"
 
 	"sluice/meter"
@@ -8,11 +9,11 @@ import (
 	"sluice/telemetry/topic"
 )
 
-// Publisher sends one MQTT message. The telemetry package's clients (an
-// external broker through paho, or the head-end's embedded broker)
-// implement it; Publish must not keep payload after it returns.
+// Publisher sends one MQTT message; Publish must not keep payload after
+// it returns. Its method is that of telemetry/broker's Broker, so the
+// external-broker client and the embedded broker both are Publishers.
 type Publisher interface {
-	Publish(topic string, payload []byte) error
+	Publish(ctx context.Context, topic string, payload []byte) error
 }
 
 // Frames is the Uplink that speaks the head-end's telemetry scheme
@@ -21,6 +22,7 @@ type Publisher interface {
 // counter, published on the meter's topic. It keeps one 4-byte counter
 // per meter, the only per-meter state it adds to the fleet.
 type Frames struct {
+	ctx      context.Context // for Publish: the Uplink methods carry none
 	pub      Publisher
 	key      func(meterID uint64) [16]byte
 	first    uint64
@@ -30,9 +32,10 @@ type Frames struct {
 }
 
 // NewFrames returns the uplink for meters first..first+n-1, whose
-// telemetry keys key returns (the KMS's per-meter derivation).
-func NewFrames(pub Publisher, first uint64, n int, key func(meterID uint64) [16]byte) *Frames {
-	return &Frames{pub: pub, key: key, first: first, counters: make([]uint32, n), f: frame.Frame{Events: make([]frame.Event, 1)}}
+// telemetry keys key returns (the KMS's per-meter derivation). ctx bounds
+// every Publish.
+func NewFrames(ctx context.Context, pub Publisher, first uint64, n int, key func(meterID uint64) [16]byte) *Frames {
+	return &Frames{ctx: ctx, pub: pub, key: key, first: first, counters: make([]uint32, n), f: frame.Frame{Events: make([]frame.Event, 1)}}
 }
 
 // send seals u.f for meter id and publishes it on the topic of kind k.
@@ -51,7 +54,7 @@ func (u *Frames) send(id uint64, k topic.Kind) error {
 	if u.buf, err = frame.Seal(u.buf[:0], key, &u.f); err != nil {
 		return fmt.Errorf("sim: meter %d: %w", id, err)
 	}
-	return u.pub.Publish(topic.ForMeter(id, k), u.buf)
+	return u.pub.Publish(u.ctx, topic.ForMeter(id, k), u.buf)
 }
 
 // Reading sends a reading frame with the interval volume.

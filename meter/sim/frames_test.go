@@ -1,6 +1,7 @@
 package sim
 
 import (
+	"context"
 	"crypto/sha256"
 	"encoding/binary"
 	"testing"
@@ -25,7 +26,7 @@ type broker struct {
 	}
 }
 
-func (b *broker) Publish(t string, p []byte) error {
+func (b *broker) Publish(_ context.Context, t string, p []byte) error {
 	b.msgs = append(b.msgs, struct {
 		topic   string
 		payload []byte
@@ -39,7 +40,7 @@ func (b *broker) Publish(t string, p []byte) error {
 // meter, and the readings carry the fleet's registers.
 func TestFramesOverTheTelemetryScheme(t *testing.T) {
 	b := &broker{}
-	up := NewFrames(b, 1000, 50, telemetryKey)
+	up := NewFrames(context.Background(), b, 1000, 50, telemetryKey)
 	f, v := testFleet(t, 50, 2, up)
 	f.cfg.ReceiptKey = telemetryKey
 	for i := 0; i < 4*48; i++ {
@@ -101,13 +102,13 @@ func TestFramesOverTheTelemetryScheme(t *testing.T) {
 
 type discard struct{ n int }
 
-func (d *discard) Publish(string, []byte) error { d.n++; return nil }
+func (d *discard) Publish(context.Context, string, []byte) error { d.n++; return nil }
 
 // BenchmarkFrames: telemetry frames sealed per second (per-meter key
 // schedule and AES-CMAC each), the emulator's cost of speaking MQTT.
 func BenchmarkFrames(b *testing.B) {
 	d := &discard{}
-	up := NewFrames(d, 1, 1000, telemetryKey)
+	up := NewFrames(context.Background(), d, 1, 1000, telemetryKey)
 	r := Reading{MeterID: 1, Time: start, Unit: 1, Forward: 1000, Interval: 10, Period: time.Hour}
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
