@@ -66,7 +66,7 @@ export async function dashboardPage(ctx) {
       rows = Array.isArray(rows) ? rows : rows?.items || [];
       const open = rows.filter(a => !a.state || a.state === "open" || a.state === "acknowledged");
       const byKind = new Map();
-      for (const a of open) byKind.set(a.kind || "other", (byKind.get(a.kind || "other") || 0) + 1);
+      for (const a of open) { const k = a.rule || a.kind || "other"; byKind.set(k, (byKind.get(k) || 0) + 1); }
       stats.append(stat("Open alerts", String(open.length), "stat-alerts"));
       alertsCard.append(byKind.size ? table([
         { label: "Kind", value: ([k]) => k.replace(/_/g, " ") },

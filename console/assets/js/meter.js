@@ -154,7 +154,8 @@ export async function meterPage(ctx) {
 
 // mergeReadings folds telemetry readings into the chart's days. It accepts
 // daily rows ({date|day, litres|consumption_litres|used_litres, credit_litres|balance_litres})
-// or raw readings ({at|time, total_litres|register_litres, credit_litres}).
+// or raw readings ({time|at, forward litres register, credit with unit 1 =
+// litres}), the meter's cumulative register differenced per day.
 function mergeReadings(rows, byDate) {
   if (!Array.isArray(rows)) rows = rows?.days || rows?.readings || null;
   if (!Array.isArray(rows)) return;
@@ -174,10 +175,11 @@ function mergeReadings(rows, byDate) {
   let prev = null;
   for (const r of raw) {
     const d = byDate.get(day(r.at || r.time || r.read_at));
-    const total = r.total_litres ?? r.register_litres ?? r.volume_litres;
+    const total = r.forward_litres ?? r.forward ?? r.total_litres ?? r.register_litres ?? r.volume_litres;
     if (d && total != null && prev != null && total >= prev) d.consumption = (d.consumption || 0) + (total - prev);
     if (total != null) prev = total;
-    const bal = r.credit_litres ?? r.balance_litres;
+    // A meter that keeps credit in litres (unit 1) reports its balance.
+    const bal = r.credit_litres ?? r.balance_litres ?? (r.unit === 1 || r.unit === "litres" ? r.credit : undefined);
     if (d && bal != null) d.balance = bal;
   }
 }

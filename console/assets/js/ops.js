@@ -7,6 +7,13 @@ import { progressLine } from "./dashboard.js";
 
 function items(r) { return Array.isArray(r) ? r : r?.items || r?.alerts || r?.campaigns || r?.meters || []; }
 
+// alertMeter is the meter an alert is about ("meter:<number>" subjects).
+export function alertMeter(a) {
+  if (a.meter) return a.meter;
+  const m = /^meter:(.+)$/.exec(a.subject || "");
+  return m ? m[1] : null;
+}
+
 export async function alertsPage(ctx) {
   const { main, role } = ctx;
   const list = api.find("GET", /^\/alerts$/);
@@ -25,11 +32,13 @@ export async function alertsPage(ctx) {
       const st = stateSel.input.value;
       const rows = items(await api.get(list + (st ? "?state=" + api.q(st) : "")));
       out.append(table([
-        { label: "Raised", value: a => when(a.raised_at || a.created_at || a.at) },
-        { label: "Kind", value: a => (a.kind || "").replace(/_/g, " ") },
-        { label: "Meter", value: a => a.meter ? h("a", { href: "#/meters/" + encodeURIComponent(a.meter), class: "mono" }, groupPAN(a.meter)) : "—" },
-        { label: "Detail", value: a => a.message || a.detail || a.details || "" },
-        { label: "State", value: a => badge(a.state || "open", a.state === "resolved" ? "ok" : a.state === "acknowledged" ? "warn" : "bad") },
+        { label: "Last seen", value: a => when(a.last_at || a.raised_at || a.created_at || a.first_at), nowrap: true },
+        { label: "Rule", value: a => (a.rule || a.kind || "").replace(/_/g, " ") },
+        { label: "Severity", value: a => a.severity ? badge(a.severity, a.severity === "critical" ? "bad" : a.severity === "warning" ? "warn" : "") : "—" },
+        { label: "Subject", value: a => alertMeter(a) ? h("a", { href: "#/meters/" + encodeURIComponent(alertMeter(a)), class: "mono" }, groupPAN(alertMeter(a))) : (a.subject || "—") },
+        { label: "Summary", value: a => [a.summary || a.message || a.detail || "", a.count > 1 ? h("span", { class: "muted" }, " (×" + a.count + ")") : ""] },
+        { label: "State", value: a => [badge(a.state || "open", a.state === "resolved" ? "ok" : a.state === "acknowledged" ? "warn" : "bad"),
+          a.acked_by ? h("div", { class: "hint" }, "ack " + a.acked_by) : "", a.note ? h("div", { class: "hint" }, "note: " + a.note) : ""] },
         { label: "Actions", value: a => actions(a) },
       ], rows, { empty: "No alerts in this state." }));
     } catch (e) { out.append(errorBox(e)); }
