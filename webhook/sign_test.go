@@ -1,6 +1,7 @@
 package webhook
 
 import (
+	"encoding/json"
 	"errors"
 	"strings"
 	"testing"
@@ -65,4 +66,24 @@ func FuzzParseSignature(f *testing.F) {
 			}
 		}
 	})
+}
+
+// TestWorkedExample is docs/webhooks.md's example; the signature was
+// computed independently with Python's hmac module.
+func TestWorkedExample(t *testing.T) {
+	secret := []byte("whsec_00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff")
+	body := []byte(`{"id":"audit-42","type":"purchase.completed","time":"2026-11-25T09:00:00Z","object":"purchase/17","actor":"operator:cashier1","action":"vend.purchase","data":{"meter":"600727000000000009","paid_cents":19642}}`)
+	at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	const want = "t=1795597200,v1=296f9e1426c1c8b41740ec2327cef6185d10e8abeb7a4c9ea48929cca500e3df"
+	if got := Sign(secret, at, body); got != want {
+		t.Fatalf("Sign = %s\nwant   %s", got, want)
+	}
+	var ev Event
+	if err := json.Unmarshal(body, &ev); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := json.Marshal(ev)
+	if string(again) != string(body) {
+		t.Fatalf("the example body is not what Event marshals to:\n%s", again)
+	}
 }
