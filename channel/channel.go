@@ -232,10 +232,13 @@ type PurchaseRequest struct {
 
 // Result is a purchase's answer, the same on every retry.
 type Result struct {
-	ClientPurchaseID string          `json:"client_purchase_id"`
-	Replayed         bool            `json:"replayed"`
-	FeeCents         int64           `json:"fee_cents"`
-	Receipt          json.RawMessage `json:"receipt"`
+	ClientPurchaseID string `json:"client_purchase_id"`
+	Replayed         bool   `json:"replayed"`
+	FeeCents         int64  `json:"fee_cents"`
+	// FeePending is set when the float could not cover the fee after the
+	// sale; the confirmation advice posts it.
+	FeePending bool            `json:"fee_pending,omitempty"`
+	Receipt    json.RawMessage `json:"receipt"`
 }
 
 // Purchase sells water; a retry with the same client purchase ID and
@@ -259,13 +262,19 @@ func (s *Service) Purchase(ctx context.Context, p auth.Principal, req PurchaseRe
 		}
 		return Result{}, err
 	}
-	fee := Fee(c, res.Receipt.Paid)
-	// A fee the float cannot cover now is posted by the confirmation
-	// advice; the sale stands either way.
-	if err := s.st.Tx(ctx, func(tx store.Tx) error { return s.postFee(ctx, tx, c, req.ClientPurchaseID, fee) }); err != nil && !errors.Is(err, store.ErrConstraint) {
+	out := Result{ClientPurchaseID: req.ClientPurchaseID, Replayed: res.Replayed, FeeCents: Fee(c, res.Receipt.Paid), Receipt: res.JSON}
+	err = s.st.Tx(ctx, func(tx store.Tx) error { return s.postFee(ctx, tx, c, req.ClientPurchaseID, out.FeeCents) })
+	switch {
+	case errors.Is(err, store.ErrConflict):
+		// A concurrent duplicate posted it.
+	case errors.Is(err, store.ErrConstraint):
+		// The float cannot cover the fee now: the sale stands, and a retry
+		// or the confirmation advice posts the fee.
+		out.FeePending = true
+	case err != nil:
 		return Result{}, fmt.Errorf("fee of purchase %s: %w", req.ClientPurchaseID, err)
 	}
-	return Result{ClientPurchaseID: req.ClientPurchaseID, Replayed: res.Replayed, FeeCents: fee, Receipt: res.JSON}, nil
+	return out, nil
 }
 
 func feeID(c store.Channel, clientID string) string { return c.VendorCode + "." + clientID }
@@ -383,7 +392,6 @@ func (s *Service) Advise(ctx context.Context, p auth.Principal, clientID, kind s
 		return AdviceResult{}, fmt.Errorf("purchase %s: %w", clientID, err)
 	}
 	ans := Answer{ClientPurchaseID: clientID, PurchaseID: pu.ID, Reference: vend.Reference(pu.ID), Advice: kind, At: s.now().UTC()}
-	reversed := false
 	switch kind {
 	case store.AdviceConfirmation:
 		ans.Outcome, ans.Message = store.AdviceConfirmed, "purchase confirmed"
@@ -391,12 +399,26 @@ func (s *Service) Advise(ctx context.Context, p auth.Principal, clientID, kind s
 		rv, err := s.vend.Reverse(ctx, a, pu.ID, vend.ReversalRequest{Reason: "channel reversal advice: " + req.Reason})
 		switch {
 		case err == nil:
-			reversed = true
 			ans.Outcome, ans.RefundedCents = store.AdviceReversed, rv.Refunded
 			ans.Message = "purchase reversed: no credit had reached the meter"
 		case errors.Is(err, vend.ErrNotReversible):
-			ans.Outcome = store.AdviceReferred
-			ans.Message = "credit may have reached the meter: the purchase stands until a supervisor decides"
+			// Reversed already (a concurrent repeat of this advice, or a
+			// supervisor), or credit may be in the meter.
+			var now store.Purchase
+			if err := s.st.Read(ctx, func(tx store.Tx) error {
+				var err error
+				now, err = tx.Purchases().ByID(ctx, pu.ID)
+				return err
+			}); err != nil {
+				return AdviceResult{}, err
+			}
+			if now.State == store.PurchaseReversed {
+				ans.Outcome, ans.RefundedCents = store.AdviceReversed, pu.PaidCents
+				ans.Message = "purchase reversed"
+			} else {
+				ans.Outcome = store.AdviceReferred
+				ans.Message = "credit may have reached the meter: the purchase stands until a supervisor decides"
+			}
 		default:
 			return AdviceResult{}, err
 		}
@@ -423,8 +445,9 @@ func (s *Service) Advise(ctx context.Context, p auth.Principal, clientID, kind s
 		details, _ := json.Marshal(map[string]any{"client_purchase_id": clientID, "advice": kind, "outcome": ans.Outcome, "reason": req.Reason})
 		return tx.Audit().Append(ctx, store.AuditRecord{At: ans.At, Actor: p.Actor(), Action: "channel.advice", Object: "purchase/" + strconv.FormatInt(pu.ID, 10), Details: details})
 	})
-	if errors.Is(err, store.ErrConflict) && !reversed {
-		// A concurrent duplicate stored its answer first.
+	if errors.Is(err, store.ErrConflict) {
+		// A concurrent duplicate stored its answer (and posted or refunded
+		// the fee) first.
 		if r, ok, err := s.storedAdvice(ctx, c, clientID, kind); ok || err != nil {
 			return r, err
 		}
@@ -472,6 +495,13 @@ func (s *Service) refundFee(ctx context.Context, tx store.Tx, c store.Channel, c
 	if err != nil {
 		return err
 	}
+	// Checked first: a unique violation would abort a PostgreSQL
+	// transaction, so a refund done already must not be tried again.
+	if _, err := tx.Ledger().ByID(ctx, "reversal:fee-"+feeID(c, clientID)); err == nil {
+		return nil
+	} else if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
 	orig, err := vend.LedgerEntry(se)
 	if err != nil {
 		return err
@@ -481,9 +511,6 @@ func (s *Service) refundFee(ctx context.Context, tx store.Tx, c store.Channel, c
 		return err
 	}
 	if _, err := tx.Ledger().Append(ctx, storeEntry(rev)); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return nil
-		}
 		return err
 	}
 	var fee int64
@@ -517,6 +544,9 @@ func httpErr(err error) error {
 		return server.Error(http.StatusConflict, "advice_conflict", "", c.Error())
 	case errors.Is(err, ErrNotChannel), errors.Is(err, ErrDisabled):
 		return server.Error(http.StatusForbidden, "not_a_channel", "", err.Error())
+	case errors.Is(err, store.ErrConstraint):
+		// The only constraint an advice can meet: the float below the fee.
+		return server.Error(http.StatusConflict, "insufficient_float", "", "the float cannot cover the channel fee; deposit, then repeat the advice")
 	}
 	return err
 }

@@ -331,6 +331,37 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 		if code != 409 {
 			t.Fatalf("confirmation after reversal: %d", code)
 		}
+		// The same advice delivered concurrently: one reversal, one fee
+		// refund, one answer.
+		before = h.float()
+		res = buy("A-2", amiMeter)
+		var wg sync.WaitGroup
+		answers := make([][]byte, 4)
+		for i := range answers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				code, b := h.do(h.till, "POST", "/channel/purchases/A-2/reversal", AdviceRequest{Reason: "network failure"})
+				if code != 200 {
+					t.Errorf("concurrent reversal advice: %d %s", code, b)
+				}
+				answers[i] = b
+			}()
+		}
+		wg.Wait()
+		for _, a := range answers[1:] {
+			if !bytes.Equal(a, answers[0]) {
+				t.Fatalf("concurrent advices answered differently:\n%s\n%s", answers[0], a)
+			}
+		}
+		if !strings.Contains(string(answers[0]), `"outcome":"reversed"`) || h.float() != before {
+			t.Fatalf("concurrent reversal advices: %s; float %d, want %d", answers[0], h.float(), before)
+		}
+		if fees := h.balance("fees:MOMO"); fees != -2*(150+(19642*50+5000)/10000) {
+			// C-1 and S-1 (20000 tendered, 19642 paid) keep their fees; A-1
+			// and A-2 had theirs refunded.
+			t.Fatalf("fee income %d", fees)
+		}
 		code, _ = h.do(h.till, "POST", "/channel/purchases/NOPE/confirmation", nil)
 		if code != 404 {
 			t.Fatalf("advice for an unknown purchase: %d", code)
