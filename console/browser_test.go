@@ -704,3 +704,42 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 	probs.check(t)
 }
+
+// TestFormatting checks, in the browser, the helpers every money amount and
+// token on screen goes through.
+func TestFormatting(t *testing.T) {
+	ctx, probs := browser(t)
+	ts := httptest.NewServer(Handler())
+	t.Cleanup(ts.Close)
+	type result struct {
+		Cents  []any    `json:"cents"`
+		Money  []string `json:"money"`
+		Tokens []string `json:"tokens"`
+		PANs   []string `json:"pans"`
+	}
+	var got result
+	run(t, ctx, "formatting",
+		chromedp.Navigate(ts.URL+"/formatting-test"),
+		into(&got, chromedp.Evaluate[result](`import("/js/dom.js").then(d => ({
+			cents: ["300", "300.5", "300.05", "1 234,50", "0.1", "", "abc", "1.234", "-5", "12345678901"].map(d.parseCents),
+			money: [0, 5, 12345, -250, 123456789].map(c => d.money(c)),
+			tokens: ["12345678901234567890", "1234 5678 9012 3456 7890"].map(d.groupToken),
+			pans: ["600727000000000009", "CARD-1"].map(d.groupPAN),
+		}))`, chromedp.EvalAwaitPromise)))
+	wantCents := []any{30000.0, 30050.0, 30005.0, 123450.0, 10.0, nil, nil, nil, nil, nil}
+	if fmt.Sprint(got.Cents) != fmt.Sprint(wantCents) {
+		t.Errorf("parseCents %v, want %v", got.Cents, wantCents)
+	}
+	if want := []string{"0.00", "0.05", "123.45", "−2.50", "1 234 567.89"}; fmt.Sprint(got.Money) != fmt.Sprint(want) {
+		t.Errorf("money %q, want %q", got.Money, want)
+	}
+	for _, tk := range got.Tokens {
+		if tk != "1234 5678 9012 3456 7890" {
+			t.Errorf("groupToken %q", tk)
+		}
+	}
+	if fmt.Sprint(got.PANs) != "[600727 0000 0000 0009 CARD-1]" {
+		t.Errorf("groupPAN %q", got.PANs)
+	}
+	probs.check(t)
+}
