@@ -46,6 +46,12 @@ type Dialect struct {
 	ForUpdate string
 	// SealerLock, when set, runs to serialise audit sealers across replicas.
 	SealerLock string
+	// GroupCommit lets concurrent write transactions share one commit
+	// (see committer): for a database with a single writer connection.
+	GroupCommit bool
+	// CacheStatements keeps prepared statements (see stmtCache): for a
+	// driver that does not cache them itself (pgx does).
+	CacheStatements bool
 }
 
 // DB is a store.Store over one database.
@@ -53,7 +59,11 @@ type DB struct {
 	write, read *sql.DB
 	d           Dialect
 	migrations  []migration
-	rebound     sync.Map // query text -> dialect text
+	rebound     sync.Map   // query text -> dialect text
+	group       *committer // nil unless Dialect.GroupCommit
+	// Prepared statements of the write and read pools, nil unless
+	// Dialect.CacheStatements.
+	wcache, rcache *stmtCache
 }
 
 var _ store.Store = (*DB)(nil)
@@ -65,7 +75,17 @@ func New(write, read *sql.DB, d Dialect) (*DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &DB{write: write, read: read, d: d, migrations: ms}, nil
+	db := &DB{write: write, read: read, d: d, migrations: ms}
+	if d.GroupCommit {
+		db.group = newCommitter(db)
+	}
+	if d.CacheStatements {
+		db.wcache, db.rcache = newStmtCache(write), newStmtCache(read)
+		if read == write {
+			db.rcache = db.wcache
+		}
+	}
+	return db, nil
 }
 
 // Driver names the database.
@@ -77,6 +97,10 @@ func (db *DB) SQL() *sql.DB { return db.write }
 
 // Close closes both pools.
 func (db *DB) Close() error {
+	if db.wcache != nil {
+		db.wcache.close()
+		db.rcache.close()
+	}
 	err := db.write.Close()
 	if db.read != db.write {
 		if rerr := db.read.Close(); err == nil {
@@ -92,6 +116,9 @@ const maxAttempts = 12
 
 // Tx runs fn in a read-write transaction, retrying on transient conflicts.
 func (db *DB) Tx(ctx context.Context, fn func(store.Tx) error) error {
+	if db.group != nil {
+		return db.retry(ctx, func() error { return db.group.do(ctx, fn) })
+	}
 	return db.run(ctx, db.write, nil, fn)
 }
 
@@ -101,9 +128,15 @@ func (db *DB) Read(ctx context.Context, fn func(store.Tx) error) error {
 }
 
 func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(store.Tx) error) error {
+	return db.retry(ctx, func() error { return db.once(ctx, pool, opts, fn) })
+}
+
+// retry runs one transaction attempt until it succeeds, fails for good, or
+// maxAttempts transient failures have passed.
+func (db *DB) retry(ctx context.Context, once func() error) error {
 	backoff := 2 * time.Millisecond
 	for attempt := 1; ; attempt++ {
-		err := db.once(ctx, pool, opts, fn)
+		err := once()
 		if err == nil || attempt == maxAttempts || !db.d.Retryable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -121,11 +154,15 @@ func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fun
 }
 
 func (db *DB) once(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(store.Tx) error) (err error) {
+	cache := db.cacheOf(pool)
+	if cache != nil {
+		cache.prepare(ctx)
+	}
 	sqlTx, err := pool.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", db.wrap(err))
 	}
-	t := &tx{db: db, tx: sqlTx}
+	t := &tx{db: db, tx: sqlTx, cache: cache}
 	defer func() {
 		if p := recover(); p != nil {
 			sqlTx.Rollback()
@@ -186,25 +223,58 @@ func (db *DB) rebind(q string) string {
 	return out
 }
 
+// cacheOf returns the statement cache of a pool, if statements are cached.
+func (db *DB) cacheOf(pool *sql.DB) *stmtCache {
+	switch {
+	case db.wcache == nil:
+		return nil
+	case pool == db.write:
+		return db.wcache
+	case pool == db.read:
+		return db.rcache
+	}
+	return nil
+}
+
 // tx is a store.Tx.
 type tx struct {
-	db *DB
-	tx *sql.Tx
+	db    *DB
+	tx    *sql.Tx
+	cache *stmtCache // nil: statements are not cached
 }
 
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
-	r, err := t.tx.ExecContext(ctx, t.db.rebind(q), args...)
+	q = t.db.rebind(q)
+	if s := t.stmt(ctx, q); s != nil {
+		r, err := s.ExecContext(ctx, args...)
+		return r, t.db.wrap(err)
+	}
+	r, err := t.tx.ExecContext(ctx, q, args...)
 	return r, t.db.wrap(err)
 }
 
 func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
-	r, err := t.tx.QueryContext(ctx, t.db.rebind(q), args...)
+	q = t.db.rebind(q)
+	if s := t.stmt(ctx, q); s != nil {
+		r, err := s.QueryContext(ctx, args...)
+		return r, t.db.wrap(err)
+	}
+	r, err := t.tx.QueryContext(ctx, q, args...)
 	return r, t.db.wrap(err)
+}
+
+// queryRow runs a query expected to return one row.
+func (t *tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	q = t.db.rebind(q)
+	if s := t.stmt(ctx, q); s != nil {
+		return s.QueryRowContext(ctx, args...)
+	}
+	return t.tx.QueryRowContext(ctx, q, args...)
 }
 
 // row scans one row into dest, mapping no rows to store.ErrNotFound.
 func (t *tx) row(ctx context.Context, q string, args []any, dest ...any) error {
-	return t.db.wrap(t.tx.QueryRowContext(ctx, t.db.rebind(q), args...).Scan(dest...))
+	return t.db.wrap(t.queryRow(ctx, q, args...).Scan(dest...))
 }
 
 func (t *tx) Operators() store.Operators                     { return operators{t} }
@@ -283,7 +353,7 @@ func collect[T any](t *tx, ctx context.Context, what string, scan func(func(...a
 
 // one runs a query expected to return one row and scans it.
 func one[T any](t *tx, ctx context.Context, what string, scan func(func(...any) error) (T, error), q string, args ...any) (T, error) {
-	v, err := scan(t.tx.QueryRowContext(ctx, t.db.rebind(q), args...).Scan)
+	v, err := scan(t.queryRow(ctx, q, args...).Scan)
 	if err != nil {
 		var zero T
 		return zero, fmt.Errorf("%s: %w", what, t.db.wrap(err))
