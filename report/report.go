@@ -227,7 +227,7 @@ func (s *Service) Run(ctx context.Context, name string, p Params, sink Sink) (ma
 	}
 	for _, f := range []struct{ name, v string }{{"supply_group", p.SupplyGroup}, {"vendor", p.Vendor}, {"operator", p.Operator}} {
 		if f.v != "" && !slices.Contains(d.Filters, f.name) {
-			return nil, fieldErr(f.name, "report %s cannot be filtered by %s", name, f.name)
+			return nil, fieldErr(f.name, "report %s cannot be filtered by %s", name, strings.ReplaceAll(f.name, "_", " "))
 		}
 	}
 	p.From, p.To = p.From.UTC(), p.To.UTC()

@@ -47,7 +47,7 @@ func definitions() []definition {
 		{Info{"free-water", "Free basic water issued by day, supply group and area", allFilters},
 			append(cols("day", "supply_group", "area"), money("tokens", "litres", "value_cents")...), freeWaterReport},
 		{Info{"sales", "Sales by tariff block and fixed charge, with VAT", allFilters},
-			append(cols("tariff", "kind", "line"), money("purchases", "litres", "amount_cents", "vat_cents", "net_cents")...), salesReport},
+			append(cols("tariff", "kind", "line", "purchases"), money("litres", "amount_cents", "vat_cents", "net_cents")...), salesReport},
 		{Info{"settlement", "Daily vendor settlement: opening float, deposits, vends, refunds, fees, closing float, difference", []string{"vendor", "operator"}},
 			append(append(cols("day", "vendor", "opening_cents"), money("deposits_cents", "vends_cents", "refunds_cents", "fees_cents", "other_cents")...),
 				append(cols("closing_cents"), money("sold_cents", "difference_cents")...)...), settlementReport},
