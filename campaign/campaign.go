@@ -78,7 +78,7 @@ const (
 // DefaultBatch is how many meters one transaction issues for: large enough
 // to amortise the commit, small enough that a lost batch is cheap and locks
 // are short.
-const DefaultBatch = 50
+const DefaultBatch = 100
 
 // Voucher validity of key-change vouchers: card meters take them at the next
 // card insertion, which may be weeks away.

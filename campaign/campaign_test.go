@@ -3,6 +3,7 @@ package campaign
 import (
 	"context"
 	"crypto/ed25519"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -361,7 +362,34 @@ func TestRolloverCampaignResumesWithoutSecondSets(t *testing.T) {
 		if _, err := e.svc.Run(ctx, c.ID, "x", nil); !errors.Is(err, ErrFinished) {
 			t.Fatalf("run of a done campaign: %v", err)
 		}
-		wantAudit(t, db, map[string]int{"campaign.start": 1, "campaign.issue": meters, "campaign.deliver": 1, "campaign.confirm": meters, "campaign.done": 1})
+		// One campaign.issue record per committed batch (4 of 50), naming
+		// every meter once.
+		wantAudit(t, db, map[string]int{"campaign.start": 1, "campaign.issue": meters / 50, "campaign.deliver": 1, "campaign.confirm": meters, "campaign.done": 1})
+		listed := map[string]int{}
+		err = db.Read(ctx, func(tx store.Tx) error {
+			recs, err := tx.Audit().Pending(ctx, 100000)
+			for _, r := range recs {
+				if r.Action != "campaign.issue" {
+					continue
+				}
+				var d struct{ Meters []struct{ Meter string } }
+				if err := json.Unmarshal(r.Details, &d); err != nil {
+					return err
+				}
+				for _, m := range d.Meters {
+					listed[m.Meter]++
+				}
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range e.pans {
+			if listed[p] != 1 {
+				t.Fatalf("meter %s in %d campaign.issue records", p, listed[p])
+			}
+		}
 	})
 }
 

@@ -86,8 +86,9 @@ func (s *Service) Run(ctx context.Context, id int64, actor string, progress func
 				return err
 			}
 			now := s.now()
+			b := &batch{}
 			for _, mid := range ids {
-				took, err := s.step(ctx, tx, c, p, sign, mid, actor, now)
+				took, err := s.step(ctx, tx, c, p, sign, mid, now, b)
 				if err != nil {
 					return err
 				}
@@ -95,6 +96,9 @@ func (s *Service) Run(ctx context.Context, id int64, actor string, progress func
 					n++
 				}
 				last = mid
+			}
+			if err := b.commit(ctx, tx, c, actor, now); err != nil {
+				return err
 			}
 			counts, err := tx.Campaigns().Counts(ctx, c.ID)
 			if err != nil {
@@ -139,26 +143,57 @@ func (s *Service) signer(ctx context.Context, c store.Campaign, p Params) (vouch
 	return sg, nil
 }
 
+// batch gathers what one transaction's meters were issued, so the tokens
+// go to the database in one statement and the audit log gets one record per
+// batch that lists every meter: complete, and a 7-million-meter campaign
+// does not add 7 million records to the hash chain.
+type batch struct {
+	tokens []store.Token
+	meters []auditMeter
+}
+
+type auditMeter struct {
+	Meter  string `json:"meter"`
+	State  string `json:"state"`
+	Tokens int    `json:"tokens"`
+	Detail string `json:"detail,omitempty"`
+}
+
+func (b *batch) commit(ctx context.Context, tx store.Tx, c store.Campaign, actor string, now time.Time) error {
+	if len(b.meters) == 0 {
+		return nil
+	}
+	if err := tx.Campaigns().AddTokens(ctx, c.ID, b.tokens); err != nil {
+		return err
+	}
+	return audit(ctx, tx, now, actor, "campaign.issue", c, map[string]any{"meters": b.meters, "tokens": len(b.tokens)})
+}
+
 // step issues for one meter inside the batch's transaction. It reports
 // whether the meter left pending (false: another run took it first).
-func (s *Service) step(ctx context.Context, tx store.Tx, c store.Campaign, p Params, sign voucherSigner, meterID int64, actor string, now time.Time) (bool, error) {
+func (s *Service) step(ctx context.Context, tx store.Tx, c store.Campaign, p Params, sign voucherSigner, meterID int64, now time.Time, b *batch) (bool, error) {
 	var (
 		m      store.Meter
 		toks   []store.Token
 		detail string
+		err    error
 	)
-	// Lock the meter first, then look at its row: a run that waited here
-	// for another to commit sees that run's work and leaves the meter.
-	m, err := tx.Meters().ForUpdate(ctx, meterID)
-	if err != nil {
+	if c.Kind == KindSTS {
+		// KeyChangeSet locks the meter row first.
+		m, toks, err = s.cfg.Vend.KeyChangeSet(ctx, tx, meterID, now)
+	} else {
+		m, err = tx.Meters().ForUpdate(ctx, meterID)
+	}
+	if err != nil && !permanent(err) {
 		return false, err
 	}
+	// With the meter locked, look at its row: a run that waited for the
+	// lock sees another run's committed work here and leaves the meter.
 	if cm, err := tx.Campaigns().Meter(ctx, c.ID, meterID); err != nil || cm.State != store.CampaignPending {
 		return false, err
 	}
 	switch c.Kind {
 	case KindSTS:
-		m, toks, err = s.cfg.Vend.KeyChangeSet(ctx, tx, meterID, now)
 		if err == nil && len(toks) == 0 {
 			detail = "on the target key already (moved by a purchase or an engineering request)"
 		}
@@ -168,16 +203,14 @@ func (s *Service) step(ctx context.Context, tx store.Tx, c store.Campaign, p Par
 			err = fmt.Errorf("%w: supply group %s moved to KRN %d TI %d base %d after this campaign started", ErrInvalid, m.SGC, m.KRN, m.TI, m.BaseDate)
 		}
 	case KindVoucherKey:
-		m, toks, err = keyChangeVoucher(ctx, tx, p, sign, meterID, now)
+		toks, err = keyChangeVoucher(&m, p, sign, now)
 	case KindMeterKey:
 		if m.Kind == store.MeterSTS {
 			err = fmt.Errorf("%w: meter %s is an STS meter", ErrInvalid, m.Number)
-		}
-		if err == nil {
+		} else if m.KeyVersion >= p.KeyVersion {
+			detail = fmt.Sprintf("on key version %d already", m.KeyVersion)
+		} else {
 			detail = fmt.Sprintf("load key version %d by provisioning (meter on %d)", p.KeyVersion, m.KeyVersion)
-			if m.KeyVersion >= p.KeyVersion {
-				detail = fmt.Sprintf("on key version %d already", m.KeyVersion)
-			}
 		}
 	}
 	row := store.CampaignMeter{CampaignID: c.ID, MeterID: meterID, State: store.CampaignIssued, Tokens: len(toks), Detail: detail}
@@ -188,29 +221,23 @@ func (s *Service) step(ctx context.Context, tx store.Tx, c store.Campaign, p Par
 		row.State, row.Tokens, row.Detail = store.CampaignFailed, 0, err.Error()
 		toks = nil
 	}
-	// The guard: only a pending row moves. Under PostgreSQL a concurrent
-	// run blocked on the meter lock above finds the row issued here and
-	// leaves the meter alone.
+	// The guard: only a pending row moves. It is this meter's first write,
+	// so a row that moved meanwhile (a meter's report confirming it) is
+	// simply left alone.
 	if err := tx.Campaigns().Advance(ctx, row, now, store.CampaignPending); err != nil {
-		if errors.Is(err, store.ErrConflict) && len(toks) == 0 {
+		if errors.Is(err, store.ErrConflict) {
 			return false, nil
 		}
 		return false, err
-	}
-	if row.State == store.CampaignFailed {
-		return true, audit(ctx, tx, now, actor, "campaign.fail", c, map[string]any{"meter": m.Number, "meter_id": meterID, "reason": row.Detail})
-	}
-	for _, t := range toks {
-		if _, err := tx.Campaigns().AddToken(ctx, c.ID, t); err != nil {
-			return false, err
-		}
 	}
 	if len(toks) > 0 {
 		if err := tx.Meters().Update(ctx, m); err != nil {
 			return false, err
 		}
+		b.tokens = append(b.tokens, toks...)
 	}
-	return true, audit(ctx, tx, now, actor, "campaign.issue", c, map[string]any{"meter": m.Number, "tokens": len(toks), "detail": detail})
+	b.meters = append(b.meters, auditMeter{Meter: m.Number, State: row.State, Tokens: len(toks), Detail: row.Detail})
+	return true, nil
 }
 
 // permanent reports an error that is the meter's, not the run's: retrying
@@ -225,29 +252,26 @@ func permanent(err error) bool {
 }
 
 // keyChangeVoucher makes the KindKeyChange voucher of a voucher-key
-// campaign with the meter's next voucher sequence.
-func keyChangeVoucher(ctx context.Context, tx store.Tx, p Params, sign voucherSigner, meterID int64, now time.Time) (store.Meter, []store.Token, error) {
-	m, err := tx.Meters().ForUpdate(ctx, meterID)
-	if err != nil {
-		return m, nil, err
-	}
+// campaign with the meter's next voucher sequence, advancing m.
+func keyChangeVoucher(m *store.Meter, p Params, sign voucherSigner, now time.Time) ([]store.Token, error) {
 	if m.Kind == store.MeterSTS {
-		return m, nil, fmt.Errorf("%w: meter %s is an STS meter", ErrInvalid, m.Number)
+		return nil, fmt.Errorf("%w: meter %s is an STS meter", ErrInvalid, m.Number)
 	}
 	id, err := strconv.ParseUint(m.Number, 10, 64)
 	if err != nil || id == 0 {
-		return m, nil, fmt.Errorf("%w: meter %s: voucher meters need a numeric serial", ErrInvalid, m.Number)
+		return nil, fmt.Errorf("%w: meter %s: voucher meters need a numeric serial", ErrInvalid, m.Number)
 	}
 	slot := voucher.RoleCredit
 	if p.Role == "management" {
 		slot = voucher.RoleManagement
 	}
-	m.VoucherSeq++
-	v := &voucher.Voucher{Kind: voucher.KindKeyChange, MeterID: id, Sequence: uint32(m.VoucherSeq), Issued: now,
+	seq := m.VoucherSeq + 1
+	v := &voucher.Voucher{Kind: voucher.KindKeyChange, MeterID: id, Sequence: uint32(seq), Issued: now,
 		Expires: now.Add(time.Duration(p.ValidDays) * 24 * time.Hour), Slot: slot, NewKey: p.NewPublic, Retire: p.RetireID}
 	b, err := voucher.Sign(v, sign)
 	if err != nil {
-		return m, nil, fmt.Errorf("key-change voucher for meter %s: %w", m.Number, err)
+		return nil, fmt.Errorf("key-change voucher for meter %s: %w", m.Number, err)
 	}
-	return m, []store.Token{{MeterID: m.ID, Ordinal: 0, Kind: store.TokenKeyChange, Voucher: b, VoucherSeq: m.VoucherSeq, CreatedAt: now}}, nil
+	m.VoucherSeq = seq
+	return []store.Token{{MeterID: m.ID, Ordinal: 0, Kind: store.TokenKeyChange, Voucher: b, VoucherSeq: seq, CreatedAt: now}}, nil
 }

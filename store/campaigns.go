@@ -91,9 +91,10 @@ type Campaigns interface {
 	Advance(ctx context.Context, m CampaignMeter, at time.Time, from ...string) error
 	// Counts returns how many meters are in each state.
 	Counts(ctx context.Context, campaignID int64) (map[string]int64, error)
-	// AddToken stores a token a campaign issued to a meter;
-	// (campaign, meter, ordinal) is unique, so a set is stored once.
-	AddToken(ctx context.Context, campaignID int64, t Token) (Token, error)
+	// AddTokens stores the tokens a campaign issued to meters, in one
+	// statement; (campaign, meter, ordinal) is unique, so a set is stored
+	// once.
+	AddTokens(ctx context.Context, campaignID int64, ts []Token) error
 	// Tokens returns a meter's tokens from a campaign in ordinal order.
 	Tokens(ctx context.Context, campaignID, meterID int64) ([]Token, error)
 	// RequestTokens returns an engineering request's tokens in ordinal

@@ -215,22 +215,36 @@ func (r campaigns) Counts(ctx context.Context, campaignID int64) (map[string]int
 	return out, nil
 }
 
-func (r campaigns) AddToken(ctx context.Context, campaignID int64, t store.Token) (store.Token, error) {
-	if t.CreatedAt.IsZero() {
-		t.CreatedAt = now()
+// tokenChunk bounds the rows of one token INSERT (12 variables a row).
+const tokenChunk = 400
+
+func (r campaigns) AddTokens(ctx context.Context, campaignID int64, ts []store.Token) error {
+	for len(ts) > 0 {
+		n := min(len(ts), tokenChunk)
+		var q strings.Builder
+		q.WriteString(`INSERT INTO tokens (meter_id, campaign_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at) VALUES `)
+		args := make([]any, 0, 12*n)
+		for i, t := range ts[:n] {
+			if i > 0 {
+				q.WriteString(", ")
+			}
+			q.WriteString(`(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			if t.CreatedAt.IsZero() {
+				t.CreatedAt = now()
+			}
+			var tid any
+			if t.Digits != "" && t.TID != 0 {
+				tid = t.TID
+			}
+			args = append(args, t.MeterID, campaignID, t.Ordinal, t.Kind, t.Class, t.Subclass, tid, nullString(t.Digits),
+				nullBytes(t.Voucher), nullID(t.VoucherSeq), t.Litres, micros(t.CreatedAt))
+		}
+		if _, err := r.exec(ctx, q.String(), args...); err != nil {
+			return fmt.Errorf("tokens of campaign %d: %w", campaignID, err)
+		}
+		ts = ts[n:]
 	}
-	var tid any
-	if t.Digits != "" && t.TID != 0 {
-		tid = t.TID
-	}
-	err := r.row(ctx, `INSERT INTO tokens (meter_id, campaign_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		[]any{t.MeterID, campaignID, t.Ordinal, t.Kind, t.Class, t.Subclass, tid, nullString(t.Digits),
-			nullBytes(t.Voucher), nullID(t.VoucherSeq), t.Litres, micros(t.CreatedAt)}, &t.ID)
-	if err != nil {
-		return store.Token{}, fmt.Errorf("token %d of meter %d in campaign %d: %w", t.Ordinal, t.MeterID, campaignID, err)
-	}
-	return t, nil
+	return nil
 }
 
 func (r campaigns) Tokens(ctx context.Context, campaignID, meterID int64) ([]store.Token, error) {

@@ -56,12 +56,10 @@ func TestCampaignMeterStatesAndTokenUniqueness(t *testing.T) {
 			if err := tx.Campaigns().Advance(ctx, m, at, store.CampaignPending); err != nil {
 				return err
 			}
-			for i := range 2 {
-				if _, err := tx.Campaigns().AddToken(ctx, c.ID, store.Token{MeterID: f.meter.ID, Ordinal: i, Kind: store.TokenKeyChange, Class: 2, Subclass: 3 + i, Digits: "1234567890123456789" + string(rune('0'+i))}); err != nil {
-					return err
-				}
-			}
-			return nil
+			return tx.Campaigns().AddTokens(ctx, c.ID, []store.Token{
+				{MeterID: f.meter.ID, Ordinal: 0, Kind: store.TokenKeyChange, Class: 2, Subclass: 3, Digits: "12345678901234567890"},
+				{MeterID: f.meter.ID, Ordinal: 1, Kind: store.TokenKeyChange, Class: 2, Subclass: 4, Digits: "12345678901234567891"},
+			})
 		}
 		if err := db.Tx(ctx, issue); err != nil {
 			t.Fatal(err)
@@ -73,8 +71,7 @@ func TestCampaignMeterStatesAndTokenUniqueness(t *testing.T) {
 		// ... and a second token set is refused by the unique index even
 		// past the guard.
 		err = db.Tx(ctx, func(tx store.Tx) error {
-			_, err := tx.Campaigns().AddToken(ctx, c.ID, store.Token{MeterID: f.meter.ID, Ordinal: 0, Kind: store.TokenKeyChange, Class: 2, Subclass: 3, Digits: "99999999999999999999"})
-			return err
+			return tx.Campaigns().AddTokens(ctx, c.ID, []store.Token{{MeterID: f.meter.ID, Ordinal: 0, Kind: store.TokenKeyChange, Class: 2, Subclass: 3, Digits: "99999999999999999999"}})
 		})
 		if !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("second set: %v", err)
