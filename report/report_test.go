@@ -429,3 +429,39 @@ func TestQueriesUseIndexes(t *testing.T) {
 		}
 	})
 }
+
+func TestCSVDefusesFormulas(t *testing.T) {
+	var b bytes.Buffer
+	sink, _ := NewSink(CSV, &b)
+	sink.Begin(Meta{Columns: []Column{{Name: "summary"}, {Name: "n", Sum: true}}})
+	sink.Row([]any{"=HYPERLINK(\"http://evil\")", int64(-5)})
+	sink.Row([]any{"+1", int64(3)})
+	sink.End(map[string]int64{"n": -2})
+	want := "summary,n\n\"'=HYPERLINK(\"\"http://evil\"\")\",-5\n'+1,3\ntotal,-2\n"
+	if b.String() != want {
+		t.Fatalf("CSV:\n%s\nwant\n%s", b.String(), want)
+	}
+}
+
+func FuzzParseRange(f *testing.F) {
+	f.Add("2026-11-01", "2026-11-30")
+	f.Add("2026-11-01T00:00:00Z", "2026-11-30T12:00:00+02:00")
+	f.Add("2026-02-30", "x")
+	loc, _ := time.LoadLocation("Africa/Johannesburg")
+	if loc == nil {
+		loc = time.FixedZone("SAST", 2*3600)
+	}
+	f.Fuzz(func(t *testing.T, from, to string) {
+		a, b, err := ParseRange(from, to, loc)
+		if err != nil {
+			var fe *FieldError
+			if !errors.As(err, &fe) || (fe.Field != "from" && fe.Field != "to") {
+				t.Fatalf("error %v does not name from or to", err)
+			}
+			return
+		}
+		if a.IsZero() || b.IsZero() {
+			t.Fatalf("accepted %q %q as a zero time", from, to)
+		}
+	})
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Formats a report can be written in.
@@ -82,11 +83,23 @@ func (c *csvSink) End(totals map[string]int64) error {
 func text(v any) string {
 	switch x := v.(type) {
 	case string:
-		return x
+		return cellSafe(x)
 	case int64:
 		return strconv.FormatInt(x, 10)
 	}
 	return fmt.Sprint(v)
+}
+
+// cellSafe defuses text a spreadsheet would run as a formula (a leading
+// =, +, -, @, tab or carriage return: CSV injection) by prefixing an
+// apostrophe. Names, alert summaries and references come from operators and
+// meters, so they are not trusted; numbers are written as int64 and never
+// touched.
+func cellSafe(s string) string {
+	if s != "" && strings.ContainsRune("=+-@\t\r", rune(s[0])) {
+		return "'" + s
+	}
+	return s
 }
 
 // jsonSink writes {"report":...,"title":...,"params":{...},"columns":[...],
