@@ -16,6 +16,7 @@ import (
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/meter"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -679,5 +680,82 @@ func TestPurchasesDuringCampaign(t *testing.T) {
 			t.Fatalf("campaign issued %d tokens; %d meters were moved by purchases (%v)", rep.TokensIssued, byPurchase, err)
 		}
 		t.Logf("%d of %d meters moved by a purchase, the rest by the campaign", byPurchase, meters)
+	})
+}
+
+// TestVoucherKeyCampaignOnReferenceMeter plays a credit-key rotation on the
+// reference meter (package meter): a credit voucher signed by the rotated
+// key is refused until the campaign's key-change voucher is loaded, then
+// accepted, and the old key is no longer trusted.
+func TestVoucherKeyCampaignOnReferenceMeter(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		e := newEnv(t, db, 0, 1)
+		ctx := context.Background()
+		ring, err := keys.TrustedKeys(ctx, e.km)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var id uint64
+		fmt.Sscan(e.cards[0], &id)
+		ee := meter.NewEEPROM(meter.DefaultEEPROMSize, meter.DefaultPageSize)
+		if err := meter.Format(ee, meter.Provision{ID: id, Params: meter.DefaultParams(), Keys: meter.Keys{Trusted: ring}}); err != nil {
+			t.Fatal(err)
+		}
+		m, err := meter.Boot(ee, meter.Deps{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		old, err := e.km.Key(ctx, kms.Ref(keys.CreditSigning))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.km.Rotate(ctx, keys.CreditSigning); err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "credit-v2", Kind: KindVoucherKey, Role: "credit"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Run(ctx, c.ID, "operator:admin", nil); err != nil {
+			t.Fatal(err)
+		}
+		// A purchase after the rotation is signed by the new credit key.
+		res, err := e.vend.Purchase(ctx, e.cashier, "after-rotation", vend.PurchaseRequest{Meter: e.cards[0], AmountCents: 20000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var credit []byte
+		for _, tok := range res.Receipt.Tokens {
+			if tok.Kind == store.TokenCredit {
+				credit = tok.Voucher
+			}
+		}
+		if _, err := m.LoadVoucher(clock, credit, meter.FromRemote); err == nil {
+			t.Fatal("meter took credit signed by a key it does not trust yet")
+		}
+		_, toks, err := e.svc.MeterTokens(ctx, c.ID, e.cards[0])
+		if err != nil || len(toks) != 1 {
+			t.Fatalf("campaign voucher: %d %v", len(toks), err)
+		}
+		if _, err := m.LoadVoucher(clock, toks[0].Voucher, meter.FromRemote); err != nil {
+			t.Fatalf("meter refused the key-change voucher: %v", err)
+		}
+		if rc, err := m.LoadVoucher(clock, credit, meter.FromRemote); err != nil || rc.Amount == 0 {
+			t.Fatalf("meter refused credit under the rotated key: %+v %v", rc, err)
+		}
+		// The old credit key is retired in the meter.
+		oldPub := old.Public.(ed25519.PublicKey)
+		forged := voucher.Voucher{Kind: voucher.KindCredit, MeterID: id, Sequence: 50, Issued: clock, Expires: clock.Add(time.Hour), Unit: voucher.UnitLitres, Quantity: 1000}
+		signer, err := kms.Signer(ctx, e.km, old.Ref())
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := voucher.Sign(&forged, signer)
+		if err != nil || forged.KeyID != voucher.KeyID(oldPub) {
+			t.Fatalf("sign under the old key: %v", err)
+		}
+		if _, err := m.LoadVoucher(clock, b, meter.FromRemote); err == nil {
+			t.Fatal("meter still takes credit under the retired key")
+		}
 	})
 }
