@@ -391,3 +391,37 @@ func (rc *receiver) counts() (calls int, events []Event, bad []string) {
 	defer rc.mu.Unlock()
 	return rc.calls, slices.Clone(rc.events), slices.Clone(rc.bad)
 }
+
+func TestRunDeliversInTheBackgroundAndStops(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	h := newHarness(t, db)
+	rc := &receiver{clock: h.clock}
+	h.subscribe("crm", rc, PurchaseCompleted)
+	h.clock.add(time.Minute)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		New(Config{Store: db, Now: h.clock.now, Poll: 10 * time.Millisecond}).Run(ctx)
+		close(done)
+	}()
+	if _, err := h.vend.Purchase(context.Background(), h.cashier, "bg-1", vend.PurchaseRequest{Meter: pan, AmountCents: 10000}); err != nil {
+		t.Fatal(err)
+	}
+	h.seal()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, events, _ := rc.counts(); len(events) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("no delivery within 10 s")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
