@@ -63,20 +63,21 @@ type Options struct {
 	// uses a fresh schema, dropped afterwards. Empty skips PostgreSQL.
 	PostgresURL string
 	// Only, when not empty, runs the measurements whose names start with
-	// one of these prefixes (sts, meter, vend, fleet).
+	// one of these prefixes (sts, meter, vend, fleet, campaign).
 	Only []string
 
 	// Overrides for tests; zero means the mode's default.
-	CPUTime      time.Duration // per CPU-bound figure
-	VendTime     time.Duration // per vending run
-	Clients      []int         // closed-loop concurrencies
-	OfferedRate  float64       // open-loop purchases per second
-	FleetMeters  int           // emulated meters
-	FleetDays    int           // simulated days
-	Vendors      int           // vending points (terminals) for the vend runs
-	MetersPerRun int           // STS meters registered for the vend runs
-	PostgresOnly bool          // skip SQLite (tests of the PostgreSQL half)
-	SQLiteOnly   bool          // skip PostgreSQL
+	CPUTime        time.Duration // per CPU-bound figure
+	VendTime       time.Duration // per vending run
+	Clients        []int         // closed-loop concurrencies
+	OfferedRate    float64       // open-loop purchases per second
+	FleetMeters    int           // emulated meters
+	FleetDays      int           // simulated days
+	Vendors        int           // vending points (terminals) for the vend runs
+	CampaignMeters int           // meters moved by the key-change campaign
+	MetersPerRun   int           // STS meters registered for the vend runs
+	PostgresOnly   bool          // skip SQLite (tests of the PostgreSQL half)
+	SQLiteOnly     bool          // skip PostgreSQL
 }
 
 func (o *Options) defaults() {
@@ -108,6 +109,12 @@ func (o *Options) defaults() {
 	if o.Vendors == 0 {
 		o.Vendors = 16
 	}
+	if o.CampaignMeters == 0 {
+		o.CampaignMeters = 20_000
+		if o.Quick {
+			o.CampaignMeters = 2_000
+		}
+	}
 	if o.MetersPerRun == 0 {
 		o.MetersPerRun = 128
 	}
@@ -127,6 +134,18 @@ func (o *Options) say(format string, args ...any) {
 	fmt.Fprintf(o.Progress, "bench: "+format+"\n", args...)
 }
 
+// drivers lists the databases the store-bound measurements run on.
+func (o *Options) drivers() []string {
+	var ds []string
+	if !o.PostgresOnly {
+		ds = append(ds, "sqlite")
+	}
+	if !o.SQLiteOnly && o.PostgresURL != "" {
+		ds = append(ds, "postgres")
+	}
+	return ds
+}
+
 // Run performs the selected measurements in order and returns every figure.
 // A measurement that cannot run (no PostgreSQL) is reported on Progress and
 // skipped; an error in one that should run stops the whole run.
@@ -142,6 +161,7 @@ func Run(ctx context.Context, opt Options) ([]Result, error) {
 		{"meter", runMeterSide},
 		{"vend", runVend},
 		{"fleet", runFleet},
+		{"campaign", runCampaign},
 	}
 	for _, g := range groups {
 		if !opt.wants(g.name) {
@@ -165,7 +185,6 @@ func Run(ctx context.Context, opt Options) ([]Result, error) {
 // notYet are the figures whose code has not landed.
 var notYet = []struct{ name, why string }{
 	{"telemetry.ingest", "MQTT ingest into the store is not in the tree yet"},
-	{"campaign.keychange", "key-change campaigns are not in the tree yet"},
 }
 
 // NotYetMeasurable lists the figures whose code has not landed yet, as

@@ -106,6 +106,14 @@ func newPostgresSchema(ctx context.Context, base string) (string, func(), error)
 
 var errNoPostgres = errors.New("PostgreSQL not reachable")
 
+// groupStats reads the store's group-commit counters, when it has them.
+func groupStats(h *headend.Headend) (txs, commits int64) {
+	if g, ok := any(h.Store()).(interface{ GroupStats() (int64, int64) }); ok {
+		return g.GroupStats()
+	}
+	return 0, 0
+}
+
 // startRig starts a head-end on driver and registers vendors and meters.
 func startRig(ctx context.Context, o *Options, driver string) (_ *rig, err error) {
 	r := &rig{driver: driver}
@@ -450,14 +458,7 @@ func (r *rig) openLoop(ctx context.Context, perSecond float64, d time.Duration) 
 
 func runVend(ctx context.Context, o *Options) ([]Result, error) {
 	var out []Result
-	var drivers []string
-	if !o.PostgresOnly {
-		drivers = append(drivers, "sqlite")
-	}
-	if !o.SQLiteOnly && o.PostgresURL != "" {
-		drivers = append(drivers, "postgres")
-	}
-	for _, drv := range drivers {
+	for _, drv := range o.drivers() {
 		rs, err := vendOn(ctx, o, drv)
 		out = append(out, rs...)
 		if errors.Is(err, errNoPostgres) {
@@ -494,10 +495,12 @@ func vendOn(ctx context.Context, o *Options, drv string) ([]Result, error) {
 		return nil, fmt.Errorf("warm-up: %w", err)
 	}
 	for _, c := range o.Clients {
+		txs0, commits0 := groupStats(r.heads[0])
 		tput, lat, err := r.closedLoop(ctx, c, o.VendTime)
 		if err != nil {
 			return out, fmt.Errorf("%d clients: %w", c, err)
 		}
+		txs, commits := groupStats(r.heads[0])
 		p := params(map[string]any{"clients": c, "replicas": 1})
 		name := fmt.Sprintf("vend.%s.c%d", drv, c)
 		out = append(out,
@@ -505,7 +508,15 @@ func vendOn(ctx context.Context, o *Options, drv string) ([]Result, error) {
 			Result{Name: name + ".p50", Value: ms(lat.pct(0.50)), Unit: "ms", Params: p},
 			Result{Name: name + ".p99", Value: ms(lat.pct(0.99)), Unit: "ms", Params: p},
 		)
-		o.say("vend %s, %d clients: %.0f purchases/s, p50 %.2f ms, p99 %.2f ms (%d purchases)", drv, c, tput, ms(lat.pct(0.5)), ms(lat.pct(0.99)), len(lat))
+		batch := ""
+		if commits > commits0 {
+			// Group commit (SQLite): write transactions per commit, the
+			// factor by which fsyncs are shared.
+			per := float64(txs-txs0) / float64(commits-commits0)
+			out = append(out, Result{Name: name + ".tx_per_commit", Value: per, Unit: "tx/commit", Params: p})
+			batch = fmt.Sprintf(", %.1f transactions per commit", per)
+		}
+		o.say("vend %s, %d clients: %.0f purchases/s, p50 %.2f ms, p99 %.2f ms (%d purchases%s)", drv, c, tput, ms(lat.pct(0.5)), ms(lat.pct(0.99)), len(lat), batch)
 	}
 	rate, lat, err := r.openLoop(ctx, o.OfferedRate, o.VendTime)
 	if err != nil {
