@@ -193,6 +193,11 @@ func TestCampaignsOverHTTP(t *testing.T) {
 		if len(list) != 1 {
 			t.Fatalf("list %+v", list)
 		}
+		// The routes are in the generated OpenAPI document.
+		code, doc := aud.do("GET", "/openapi.json", nil)
+		if code != 200 || !strings.Contains(string(doc), `"/api/v1/campaigns/{id}/report"`) || !strings.Contains(string(doc), `"/api/v1/campaigns/{id}/meters/{meter}/delivered"`) {
+			t.Fatalf("openapi: %d %.300s", code, doc)
+		}
 		admin.must(200, "POST", "/campaigns/"+id+"/cancel", nil, &st)
 		if st.State != "cancelled" {
 			t.Fatalf("cancelled %+v", st)

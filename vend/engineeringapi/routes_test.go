@@ -174,6 +174,9 @@ func TestEngineeringOverHTTP(t *testing.T) {
 			t.Fatalf("meter: %+v %v", r, err)
 		}
 
+		if code, doc := aud.do("GET", "/openapi.json", nil); code != 200 || !strings.Contains(string(doc), `"/api/v1/engineering-requests/{id}/approve"`) {
+			t.Fatalf("openapi: %d %.300s", code, doc)
+		}
 		// Rejection by another operator issues nothing.
 		var r2, rej vend.EngineeringView
 		eng.must(201, "POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearCredit, Reason: "move out"}, &r2)
