@@ -47,6 +47,8 @@ var (
 	ErrTooLarge = errors.New("report too large to buffer")
 )
 
+var errRetried = errors.New("report: read transaction retried after output began; run the report again")
+
 // FieldError names the parameter at fault.
 type FieldError struct {
 	Field string
@@ -232,8 +234,14 @@ func (s *Service) Run(ctx context.Context, name string, p Params, sink Sink) (ma
 	}
 	p.From, p.To = p.From.UTC(), p.To.UTC()
 	totals := map[string]int64{}
+	begun := false
 	err = s.st.Read(ctx, func(tx store.Tx) error {
-		clear(totals)
+		// The store may run a transaction again after a transient
+		// conflict; output already written cannot be taken back.
+		if begun {
+			return errRetried
+		}
+		begun = true
 		if err := sink.Begin(Meta{Report: d.Name, Title: d.Title, Params: p, Columns: d.columns, Created: s.now().UTC()}); err != nil {
 			return err
 		}
