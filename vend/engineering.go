@@ -498,6 +498,12 @@ func (iss *issuer) engineering(ctx context.Context, r EngineeringRequest) error 
 			}
 			return nil
 		}
+		// As with a purchase, a key change that is due goes first: the
+		// management token is then made under the key the meter will hold
+		// (and a meter still counting TIDs from 1993 gets any token at all).
+		if err := iss.keyChangeIfDue(ctx); err != nil {
+			return err
+		}
 		return iss.management(stsManagement[r.Action], uint16(r.Value), "Engineering: "+r.Action)
 	}
 	v := &voucher.Voucher{}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"errors"
+	"fmt"
 	"testing"
 
 	"sluice/keys"
@@ -419,6 +420,61 @@ func TestDualControlConcurrentApprovalsIssueOnce(t *testing.T) {
 		}
 		if n := len(requestTokens(t, db, req.ID)); n != 1 {
 			t.Fatalf("%d tokens issued, want 1", n)
+		}
+	})
+}
+
+func TestDualControlManagementTokenAfterRollover(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db, 0)
+		s := newStaff(t, db)
+		// The meter still counts TIDs from 1993 (exhausted since 2024);
+		// its group has moved to KRN 2 and base date 2014.
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			g, err := tx.SupplyGroups().Get(ctx, sgc)
+			if err != nil {
+				return err
+			}
+			g.KRN = 2
+			if err := tx.SupplyGroups().Update(ctx, g); err != nil {
+				return err
+			}
+			m, err := tx.Meters().ByNumber(ctx, pan)
+			if err != nil {
+				return err
+			}
+			m.BaseDate = 1993
+			return tx.Meters().Update(ctx, m)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := meterDecoder(t, sts.Base1993)
+		req, err := e.svc.RequestEngineering(ctx, s.engineer, EngineeringRequest{Meter: pan, Action: ActClearTamper, Reason: "magnet tamper inspected"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := e.svc.ApproveEngineering(ctx, s.supervisor, req.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var kinds []string
+		for _, tok := range ok.Tokens {
+			kinds = append(kinds, tok.Kind)
+			r, err := d.AcceptDigits(tok.Token)
+			if err != nil {
+				t.Fatalf("meter refused %s: %v", tok.Label, err)
+			}
+			if tok.Kind == store.TokenEngineering && (r.Kind != sts.KindManagement || r.Subclass != sts.SubClearTamper) {
+				t.Fatalf("clear tamper accepted as %+v", r)
+			}
+		}
+		if fmt.Sprint(kinds) != "[key_change key_change key_change key_change engineering]" {
+			t.Fatalf("tokens %v: want the key change first", kinds)
+		}
+		if d.KeyID().KRN != 2 || d.Base() != sts.Base2014 {
+			t.Fatalf("meter on KRN %d base %d", d.KeyID().KRN, d.Base())
 		}
 	})
 }
