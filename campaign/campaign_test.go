@@ -562,6 +562,43 @@ func TestVoucherKeyCampaign(t *testing.T) {
 	})
 }
 
+func TestCampaignOfFailedMetersEnds(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		e := newEnv(t, db, 3, 0)
+		ctx := context.Background()
+		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "krn2", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The vending key of KRN 2 is withdrawn after the start: no meter
+		// can take the campaign.
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			g, err := tx.SupplyGroups().Get(ctx, sgc)
+			if err != nil {
+				return err
+			}
+			g.KRN = 3
+			return tx.SupplyGroups().Update(ctx, g)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		p, err := e.svc.Run(ctx, c.ID, "operator:admin", nil)
+		if err != nil || p.Failed != 3 {
+			t.Fatalf("run: %+v %v", p, err)
+		}
+		rep, err := e.svc.Report(ctx, c.ID)
+		if err != nil || rep.State != store.CampaignDone || len(rep.Failed) != 3 || rep.Failed[0].Detail == "" {
+			t.Fatalf("report %+v %v", rep, err)
+		}
+		for _, p := range e.pans {
+			if n := len(e.keyChangeTokens(t, p)); n != 0 {
+				t.Fatalf("failed meter %s has %d tokens", p, n)
+			}
+		}
+	})
+}
+
 func TestMeterKeyCampaign(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		e := newEnv(t, db, 1, 3)

@@ -120,6 +120,20 @@ func (s *Service) Run(ctx context.Context, id int64, actor string, progress func
 			progress(prog)
 		}
 	}
+	if prog.Pending+prog.Issued+prog.Delivered == 0 {
+		// Nothing left to follow (every meter failed, or reported before
+		// the run reached it): the campaign is over.
+		err := s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
+			c, _, err := load(ctx, tx, c.ID)
+			if err != nil || c.State != store.CampaignRunning {
+				return err
+			}
+			return finishIfComplete(ctx, tx, c, s.now())
+		})
+		if err != nil {
+			return prog, err
+		}
+	}
 	if progress != nil {
 		progress(prog)
 	}
