@@ -2,6 +2,7 @@ package report
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -83,8 +84,19 @@ func TestConsumptionAlertsAndCampaigns(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		// A key-change token issued by the campaign (as package campaign
+		// stores them: no purchase, no request).
+		if _, err := db.SQL().Exec(fmt.Sprintf(`INSERT INTO tokens (meter_id, campaign_id, ordinal, kind, class, subclass, digits, litres, created_at)
+			SELECT %d, id, 0, 'key_change', 2, 3, '12345678901234567890', 0, %d FROM key_campaigns WHERE name = 'rollover-2026'`,
+			ids[pan], midnight.Add(time.Hour).UnixMicro())); err != nil {
+			t.Fatal(err)
+		}
 		s := New(db, time.UTC, func() time.Time { return e.now })
 		p := Params{From: midnight, To: midnight.AddDate(0, 0, 2)}
+		tk := run(t, s, "tokens", p)
+		if len(tk.lines) != 1 || tk.lines[0]["operator"] != "campaign:rollover-2026" || tk.lines[0]["class"] != ClassKeyChange {
+			t.Errorf("campaign token: %v", tk.lines)
+		}
 
 		c := run(t, s, "consumption", p)
 		got := map[string]int64{}

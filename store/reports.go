@@ -58,7 +58,7 @@ type TokenReportRow struct {
 	Meter       string
 	SupplyGroup string
 	Vendor      string // "" for engineering tokens
-	Operator    string // the purchase's operator, or the approver of an engineering request
+	Operator    string // the purchase's operator, the approver of an engineering request, or "campaign:<name>"
 	PurchaseID  int64
 	RequestID   int64
 	Litres      int64

@@ -40,7 +40,7 @@ const (
 	WHERE p.account >= ? AND p.account < ? AND e.at < ?
 	GROUP BY p.account, p.unit ORDER BY p.account, p.unit`
 
-	tokensQuery = `SELECT t.created_at, t.kind, m.number, COALESCE(m.sgc, ''), COALESCE(v.code, ''), COALESCE(o.username, ''),
+	tokensQuery = `SELECT t.created_at, t.kind, m.number, COALESCE(m.sgc, ''), COALESCE(v.code, ''), COALESCE(o.username, 'campaign:' || k.name, ''),
 		COALESCE(t.purchase_id, 0), COALESCE(t.request_id, 0), t.litres
 	FROM tokens t
 	JOIN meters m ON m.id = t.meter_id
@@ -48,6 +48,7 @@ const (
 	LEFT JOIN vendors v ON v.id = p.vendor_id
 	LEFT JOIN engineering_requests r ON r.id = t.request_id
 	LEFT JOIN operators o ON o.id = COALESCE(p.operator_id, r.decided_by)
+	LEFT JOIN key_campaigns k ON k.id = t.campaign_id
 	WHERE t.created_at >= ? AND t.created_at < ?
 		AND (? = '' OR v.code = ?) AND (? = '' OR o.username = ?) AND (? = '' OR m.sgc = ?)
 	ORDER BY t.created_at, t.id`
