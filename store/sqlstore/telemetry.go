@@ -544,7 +544,7 @@ func (r telemetry) Acks(ctx context.Context, meterID int64, limit int) ([]store.
 
 func (r telemetry) CountFrames(ctx context.Context, meterID int64, kind uint8) (int64, error) {
 	var n int64
-	err := r.row(ctx, `SELECT COUNT(*) FROM telemetry_frames WHERE meter_id = ? AND (? = 0 OR kind = ?)`, []any{meterID, int64(kind), int64(kind)}, &n)
+	err := r.row(ctx, `SELECT COUNT(*) FROM telemetry_frames WHERE meter_id = ? AND (CAST(? AS BIGINT) = 0 OR kind = ?)`, []any{meterID, int64(kind), int64(kind)}, &n)
 	if err != nil {
 		return 0, fmt.Errorf("count frames of meter %d: %w", meterID, err)
 	}
@@ -637,7 +637,7 @@ func (r telemetry) PendingVouchers(ctx context.Context, at time.Time, limit int)
 		LEFT JOIN purchases p ON p.id = t.purchase_id
 		WHERE m.kind = 'ami' AND t.voucher IS NOT NULL AND t.voucher_seq IS NOT NULL AND t.delivered_at IS NULL
 			AND (p.id IS NULL OR p.state = 'completed')
-			AND (? = 0 OR (COALESCE(d.next_at, 0) <= ? AND COALESCE(d.rejected, 0) = 0))
+			AND (CAST(? AS BIGINT) = 0 OR (COALESCE(d.next_at, 0) <= ? AND COALESCE(d.rejected, 0) = 0))
 		ORDER BY COALESCE(d.next_at, 0), t.id LIMIT ?`, t, t, limit)
 }
 

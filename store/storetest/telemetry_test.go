@@ -235,3 +235,62 @@ func TestWMBusRegistryAndActivity(t *testing.T) {
 		}
 	})
 }
+
+// Undelivered vouchers of AMI meters are listed until acknowledged, with
+// their delivery attempts; a rejected one is no longer due.
+func TestPendingVouchers(t *testing.T) {
+	Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		m := amiMeter(t, db, "4710005", "north")
+		at := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+		var tok1, tok2 store.Token
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			var err error
+			if tok1, err = tx.Tokens().Create(ctx, store.Token{MeterID: m.ID, Kind: store.TokenCredit, Voucher: []byte{1}, VoucherSeq: 1, Litres: 100}); err != nil {
+				return err
+			}
+			tok2, err = tx.Tokens().Create(ctx, store.Token{MeterID: m.ID, Kind: store.TokenCredit, Voucher: []byte{2}, VoucherSeq: 2, Litres: 200})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		due := func(now time.Time) []store.PendingVoucher {
+			var ps []store.PendingVoucher
+			if err := db.Read(ctx, func(tx store.Tx) error {
+				var err error
+				ps, err = tx.Telemetry().PendingVouchers(ctx, now, 10)
+				return err
+			}); err != nil {
+				t.Fatal(err)
+			}
+			return ps
+		}
+		if ps := due(at); len(ps) != 2 || ps[0].Number != "4710005" || ps[0].VoucherSeq != 1 || string(ps[1].Voucher) != "\x02" {
+			t.Fatalf("due %+v", ps)
+		}
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			if err := tx.Telemetry().VoucherAttempt(ctx, tok1.ID, at, at.Add(time.Minute), ""); err != nil {
+				return err
+			}
+			return tx.Telemetry().VoucherRejected(ctx, m.ID, 2, "reason 6", at)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ps := due(at); len(ps) != 0 {
+			t.Fatalf("due before the back-off ended: %+v", ps)
+		}
+		if ps := due(at.Add(time.Minute)); len(ps) != 1 || ps[0].TokenID != tok1.ID || ps[0].Attempts != 1 {
+			t.Fatalf("due after the back-off: %+v", ps)
+		}
+		all := due(time.Time{})
+		if len(all) != 2 || !all[1].Rejected && !all[0].Rejected {
+			t.Fatalf("operators' list %+v", all)
+		}
+		db.Tx(ctx, func(tx store.Tx) error { _, err := tx.Tokens().MarkDelivered(ctx, m.ID, 1, at); return err })
+		if all := due(time.Time{}); len(all) != 1 || all[0].TokenID != tok2.ID {
+			t.Fatalf("after delivery %+v", all)
+		}
+	})
+}

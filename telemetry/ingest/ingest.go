@@ -109,6 +109,11 @@ type Config struct {
 	// frames each committed batch stored (revenue protection, voucher
 	// acknowledgements). It must be quick; it delays the next batch.
 	OnStored func(ctx context.Context, frames []StoredFrame)
+	// OnReused, when set, is called for each authentic frame refused
+	// because its counter was used by a different frame: two different
+	// authentic frames under one counter mean a cloned meter or a
+	// rolled-back counter, which deserves an alert, not just a count.
+	OnReused func(ctx context.Context, m Meter, counter uint32)
 	// WMBus, when set, handles gateway topics.
 	WMBus *WMBus
 }
@@ -369,6 +374,7 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 	var keep []int // batch index of each entry of frames
 	var rejected []func()
 	var reused, old int
+	var reusedBy []item
 	for i, it := range batch {
 		w, ok := work[it.meter.ID]
 		if !ok {
@@ -378,6 +384,7 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 		switch v {
 		case replay.Reused:
 			reused++
+			reusedBy = append(reusedBy, it)
 			rejected = append(rejected, it.ack)
 			continue
 		case replay.TooOld:
@@ -428,6 +435,7 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 			in.count(Duplicate, 1)
 		case store.FrameReused:
 			in.count(Reused, 1)
+			reusedBy = append(reusedBy, batch[keep[j]])
 		}
 	}
 	for _, ack := range rejected {
@@ -438,6 +446,11 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 	}
 	if in.cfg.OnStored != nil && len(stored) > 0 {
 		in.cfg.OnStored(ctx, stored)
+	}
+	if in.cfg.OnReused != nil {
+		for _, it := range reusedBy {
+			in.cfg.OnReused(ctx, it.meter, it.f.Counter)
+		}
 	}
 	return nil
 }
