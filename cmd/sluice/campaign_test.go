@@ -4,17 +4,26 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
 	"sluice/store"
+	"sluice/store/sqlstore"
 	"sluice/sts"
 )
 
-func TestKeysCampaignCLI(t *testing.T) {
+// campaignDataDir is a data directory with a key store holding the
+// standard keys and the vending keys of supply group 123457 KRN 1 and 2, and
+// n STS meters on KRN 1 and base date 1993.
+func campaignDataDir(t *testing.T, n int) (string, *sqlstore.DB) {
+	t.Helper()
 	dir := t.TempDir()
 	cfg := loadTestConfig(t, dir)
 	ctx := context.Background()
@@ -43,10 +52,8 @@ func TestKeysCampaignCLI(t *testing.T) {
 		if err := tx.SupplyGroups().Create(ctx, store.SupplyGroup{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 1993, KRN: 1, TI: 1}); err != nil {
 			return err
 		}
-		for i := 1; i <= 120; i++ {
-			s := fmt.Sprintf("600727%011d", i)
-			d, _ := sts.LuhnDigit(s)
-			if _, err := tx.Meters().Create(ctx, store.Meter{Number: s + fmt.Sprint(d), Kind: store.MeterSTS, TariffCode: "T", SGC: "123457", KRN: 1, TI: 1, KT: 2, BaseDate: 1993}); err != nil {
+		for i := 1; i <= n; i++ {
+			if _, err := tx.Meters().Create(ctx, store.Meter{Number: testPAN(i), Kind: store.MeterSTS, TariffCode: "T", SGC: "123457", KRN: 1, TI: 1, KT: 2, BaseDate: 1993}); err != nil {
 				return err
 			}
 		}
@@ -55,6 +62,18 @@ func TestKeysCampaignCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir, db
+}
+
+func testPAN(i int) string {
+	s := fmt.Sprintf("600727%011d", i)
+	d, _ := sts.LuhnDigit(s)
+	return s + fmt.Sprint(d)
+}
+
+func TestKeysCampaignCLI(t *testing.T) {
+	dir, db := campaignDataDir(t, 120)
+	ctx := context.Background()
 	env := map[string]string{"USER": "ops"}
 	data := "--data=" + dir
 	code, out, errs := runCLI(t, "", env, "keys", "campaign", "start", data, "--name", "rollover-2026", "--kind", "sts", "--supply-group", "123457", "--krn", "2", "--rollover")
@@ -69,9 +88,7 @@ func TestKeysCampaignCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "from KRN 1 TI 1 base 1993 to KRN 2 TI 1 base 2014") || !strings.Contains(out, "issued 120") {
 		t.Fatalf("status: %d %q %q", code, out, errs)
 	}
-	first := fmt.Sprintf("600727%011d", 1)
-	d, _ := sts.LuhnDigit(first)
-	first += fmt.Sprint(d)
+	first := testPAN(1)
 	if code, out, errs = runCLI(t, "", env, "keys", "campaign", "deliver", data, "1", first); code != 0 {
 		t.Fatalf("deliver: %d %q %q", code, out, errs)
 	}
@@ -84,7 +101,7 @@ func TestKeysCampaignCLI(t *testing.T) {
 	}
 	// Every step is in the audit log under the CLI's actor.
 	var actions []string
-	err = db.Read(ctx, func(tx store.Tx) error {
+	err := db.Read(ctx, func(tx store.Tx) error {
 		recs, err := tx.Audit().Pending(ctx, 1000)
 		for _, r := range recs {
 			if r.Actor != "cli:ops" {
@@ -101,5 +118,76 @@ func TestKeysCampaignCLI(t *testing.T) {
 	}
 	if fmt.Sprint(actions) != "[campaign.start campaign.issue campaign.deliver]" {
 		t.Fatalf("audit actions %v", actions)
+	}
+}
+
+// TestKeysCampaignKilled kills `sluice keys campaign run` with SIGKILL
+// three times at whatever point it has reached, then finishes the run:
+// every meter ends with exactly one key-change set.
+func TestKeysCampaignKilled(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds the binary")
+	}
+	const meters = 1500
+	dir, db := campaignDataDir(t, meters)
+	ctx := context.Background()
+	bin := filepath.Join(t.TempDir(), "sluice")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	env := map[string]string{"USER": "ops"}
+	if code, out, errs := runCLI(t, "", env, "keys", "campaign", "start", "--data", dir, "--name", "r", "--kind", "sts", "--supply-group", "123457", "--krn", "2", "--rollover"); code != 0 {
+		t.Fatalf("start: %d %s %s", code, out, errs)
+	}
+	issued := func() int64 {
+		var n int64
+		err := db.Read(ctx, func(tx store.Tx) error {
+			c, err := tx.Campaigns().Counts(ctx, 1)
+			n = c[store.CampaignIssued]
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
+	}
+	for kill := 1; kill <= 3; kill++ {
+		before := issued()
+		cmd := exec.Command(bin, "keys", "campaign", "run", "--quiet", "--batch", "25", "--data", dir, "r")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for issued() < before+100 && time.Now().Before(deadline) {
+			time.Sleep(5 * time.Millisecond)
+		}
+		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Wait()
+		t.Logf("kill %d: %d meters issued", kill, issued())
+	}
+	if issued() >= meters {
+		t.Fatalf("the run finished before the kills: make the fleet larger")
+	}
+	if code, out, errs := runCLI(t, "", env, "keys", "campaign", "run", "--quiet", "--data", dir, "r"); code != 0 || !strings.Contains(out, "0 pending, 1500 issued") {
+		t.Fatalf("resume: %d %s %s", code, out, errs)
+	}
+	err := db.Read(ctx, func(tx store.Tx) error {
+		for i := 1; i <= meters; i++ {
+			m, err := tx.Meters().ByNumber(ctx, testPAN(i))
+			if err != nil {
+				return err
+			}
+			toks, err := tx.Tokens().ByMeter(ctx, m.ID, 100)
+			if err != nil {
+				return err
+			}
+			if len(toks) != 4 || m.KRN != 2 || m.BaseDate != 2014 {
+				t.Fatalf("meter %s: %d tokens, KRN %d base %d", m.Number, len(toks), m.KRN, m.BaseDate)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 }
