@@ -676,6 +676,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		logout(),
 		login("sam", "supervisor password one"),
 		chromedp.WaitVisible(css(`#nav a[href="#/engineering"]`)),
+
 		chromedp.Click(css(`#nav a[href="#/engineering"]`)),
 		chromedp.WaitVisible(css(`#eng-list button[data-request]`)),
 		chromedp.Click(css(`#eng-list button[data-request]`)),

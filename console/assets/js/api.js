@@ -71,7 +71,7 @@ let spec = null;
 export async function loadSpec() {
   let doc;
   try {
-    doc = await get("/openapi.json");
+    doc = (await get("/openapi.json")) || { paths: {} };
   } catch {
     doc = { paths: {} };
   }

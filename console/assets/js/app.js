@@ -46,7 +46,8 @@ async function start() {
     e.currentTarget.setAttribute("aria-expanded", String(open));
   });
   try {
-    state.me = await api.get("/auth/me");
+    const me = await api.get("/auth/me");
+    state.me = me?.operator ? me : null; // anything else is no head-end API
   } catch (e) {
     if (e instanceof api.NetworkError) { clear(main).append(errorBox(e)); return; }
     state.me = null;
@@ -116,8 +117,16 @@ async function logout() {
   else render();
 }
 
-function loginPage(message) {
+// hideShell removes the navigation and the operator's name while nobody
+// is logged in (hidden is not enough: they would stay in the document).
+function hideShell() {
   document.getElementById("top").hidden = true;
+  clear(document.getElementById("nav"));
+  clear(document.getElementById("who"));
+}
+
+function loginPage(message) {
+  hideShell();
   const user = field("Username", { name: "username", autocomplete: "username", required: true, autocapitalize: "none", spellcheck: "false" });
   const pass = field("Password", { name: "password", type: "password", autocomplete: "current-password", required: true });
   const out = h("div", { "aria-live": "polite" });
@@ -147,7 +156,7 @@ function loginPage(message) {
 }
 
 function passwordPage() {
-  document.getElementById("top").hidden = true;
+  hideShell();
   const cur = field("Current (one-time) password", { type: "password", autocomplete: "current-password", required: true, id: "pw-current" });
   const nw = field("New password", { type: "password", autocomplete: "new-password", required: true, minlength: 12, id: "pw-new" }, "At least 12 characters; a few unrelated words work well.");
   const again = field("New password again", { type: "password", autocomplete: "new-password", required: true, id: "pw-again" });
