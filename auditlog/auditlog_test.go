@@ -3,6 +3,7 @@ package auditlog_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"strings"
@@ -574,4 +575,59 @@ func appendBatch(b *testing.B, st store.Store, n int) {
 	if err != nil {
 		b.Fatal(err)
 	}
+}
+
+func TestCheckHead(t *testing.T) {
+	km := newKMS(t)
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		a := newAnchors(t, km)
+		ctx := context.Background()
+		sealed(t, db, a, 20)
+		rep := verify(t, db, a)
+		head, err := auditlog.ParseHead(rep.HeadString())
+		if err != nil || head.Seq != 20 {
+			t.Fatalf("ParseHead(%q) = %+v, %v", rep.HeadString(), head, err)
+		}
+		appendN(t, db, 21, 5)
+		if _, err := auditlog.Seal(ctx, db, a, 0); err != nil {
+			t.Fatal(err)
+		}
+		if err := auditlog.CheckHead(ctx, db, head); err != nil {
+			t.Fatalf("a longer chain extends the old head: %v", err)
+		}
+		// Truncation: the newest records deleted with their anchors. The
+		// rest still verifies; only the recorded head shows it.
+		sqlExec(t, db, `DELETE FROM audit_log WHERE seq > 15`)
+		if rep := verify(t, db, a); !rep.OK || rep.Records != 15 {
+			t.Fatalf("truncated chain: %+v", rep)
+		}
+		if err := auditlog.CheckHead(ctx, db, head); !errors.Is(err, auditlog.ErrTruncated) {
+			t.Fatalf("truncated: %v", err)
+		}
+		if err := auditlog.CheckHead(ctx, db, audit.Head{Seq: 10, Hash: audit.Hash{1}}); !errors.Is(err, auditlog.ErrForked) {
+			t.Fatalf("forked: %v", err)
+		}
+	})
+	for _, bad := range []string{"", "20", "0:" + strings.Repeat("00", 32), "x:ab", "3:abcd", "3:" + strings.Repeat("zz", 32)} {
+		if _, err := auditlog.ParseHead(bad); err == nil {
+			t.Errorf("ParseHead(%q) accepted", bad)
+		}
+	}
+}
+
+func FuzzParseHead(f *testing.F) {
+	f.Add("20:" + strings.Repeat("ab", 32))
+	f.Add("1:" + strings.Repeat("00", 32))
+	f.Add("18446744073709551615:" + strings.Repeat("FF", 32))
+	f.Add("x")
+	f.Fuzz(func(t *testing.T, s string) {
+		h, err := auditlog.ParseHead(s)
+		if err != nil {
+			return
+		}
+		again, err := auditlog.ParseHead(auditlog.Report{Head: h.Seq, HeadHash: h.Hash.String()}.HeadString())
+		if err != nil || again != h {
+			t.Fatalf("%q parsed to %+v, which does not round-trip: %+v %v", s, h, again, err)
+		}
+	})
 }

@@ -3,8 +3,11 @@ package auditlog
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 
 	"sluice/audit"
 	"sluice/store"
@@ -228,4 +231,69 @@ func findHash(ctx context.Context, a store.Audit, h audit.Hash) (found bool, seq
 		return false, 0, fmt.Errorf("auditlog: diagnosing: %w", err)
 	}
 	return found, seq, nil
+}
+
+// Errors of CheckHead.
+var (
+	// ErrTruncated: the chain no longer reaches a head recorded earlier.
+	ErrTruncated = errors.New("auditlog: chain is shorter than a head recorded earlier (truncated)")
+	// ErrForked: the record at a head recorded earlier has another hash now.
+	ErrForked = errors.New("auditlog: chain does not extend a head recorded earlier (rewritten)")
+)
+
+// CheckHead checks that the stored chain still extends want, a head
+// recorded outside the database (Report.Head and HeadHash of an earlier
+// verification, or a backup's manifest). It is the check no chain can make
+// by itself: a tail deleted together with its anchors leaves a shorter,
+// valid chain. Run Verify as well; CheckHead compares one record only.
+func CheckHead(ctx context.Context, st store.Store, want audit.Head) error {
+	if want.Seq == 0 {
+		return nil
+	}
+	var got *store.AuditRecord
+	errFound := errors.New("found")
+	err := st.Read(ctx, func(tx store.Tx) error {
+		got = nil
+		err := tx.Audit().Each(ctx, int64(want.Seq), func(r store.AuditRecord) error {
+			got = &r
+			return errFound
+		})
+		if errors.Is(err, errFound) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("auditlog: %w", err)
+	}
+	if got == nil || uint64(got.Seq) != want.Seq {
+		return fmt.Errorf("%w: record %d is gone", ErrTruncated, want.Seq)
+	}
+	if len(got.Hash) != sha256.Size || audit.Hash(got.Hash) != want.Hash {
+		return fmt.Errorf("%w: record %d hashes to %x, recorded %s", ErrForked, want.Seq, got.Hash, want.Hash)
+	}
+	return nil
+}
+
+// ParseHead reads a head written as "SEQ:HASH" (hash in hex), the form
+// `sluice audit verify` prints for keeping.
+func ParseHead(s string) (audit.Head, error) {
+	seqS, hashS, ok := strings.Cut(s, ":")
+	seq, err := strconv.ParseUint(seqS, 10, 64)
+	if !ok || err != nil || seq == 0 {
+		return audit.Head{}, fmt.Errorf("auditlog: head %q: want SEQ:HASH", s)
+	}
+	b, err := hex.DecodeString(hashS)
+	if err != nil || len(b) != sha256.Size {
+		return audit.Head{}, fmt.Errorf("auditlog: head %q: the hash must be 64 hex digits", s)
+	}
+	return audit.Head{Seq: seq, Hash: audit.Hash(b)}, nil
+}
+
+// HeadString writes the report's head as ParseHead reads it.
+func (r Report) HeadString() string {
+	if r.Head == 0 {
+		return ""
+	}
+	return fmt.Sprintf("%d:%s", r.Head, r.HeadHash)
 }
