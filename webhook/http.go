@@ -18,15 +18,17 @@ import (
 // Admin manages subscribers and the dead-letter list.
 type Admin struct {
 	st  store.Store
+	box *Box
 	now func() time.Time
 }
 
-// NewAdmin returns an Admin; now nil means time.Now.
-func NewAdmin(st store.Store, now func() time.Time) *Admin {
+// NewAdmin returns an Admin. box seals new subscribers' secrets; nil stores
+// them in clear (see Box). now nil means time.Now.
+func NewAdmin(st store.Store, box *Box, now func() time.Time) *Admin {
 	if now == nil {
 		now = time.Now
 	}
-	return &Admin{st: st, now: now}
+	return &Admin{st: st, box: box, now: now}
 }
 
 // SubscriberRequest creates a subscriber.
@@ -85,11 +87,18 @@ func (a *Admin) CreateSubscriber(ctx context.Context, p auth.Principal, req Subs
 		}
 	}
 	secret := NewSecret()
+	stored := []byte(secret)
+	if a.box != nil {
+		var err error
+		if stored, err = a.box.seal(req.Name, stored); err != nil {
+			return NewSubscriberResponse{}, err
+		}
+	}
 	var out store.WebhookSubscriber
 	err := a.st.Tx(ctx, func(tx store.Tx) error {
 		var err error
 		now := a.now().UTC().Truncate(time.Microsecond)
-		out, err = tx.Webhooks().CreateSubscriber(ctx, store.WebhookSubscriber{Name: req.Name, URL: req.URL, Secret: []byte(secret), Events: req.Events, CreatedAt: now})
+		out, err = tx.Webhooks().CreateSubscriber(ctx, store.WebhookSubscriber{Name: req.Name, URL: req.URL, Secret: stored, Events: req.Events, CreatedAt: now})
 		if errors.Is(err, store.ErrConflict) {
 			return fieldErr("name", "a subscriber "+strconv.Quote(req.Name)+" exists")
 		}

@@ -58,7 +58,7 @@ func TestRoleMatrix(t *testing.T) {
 		keys[role] = k
 	}
 	vs := vend.New(vend.Config{Store: db})
-	routes := slices.Concat(report.Routes(report.New(db, nil, nil)), channel.Routes(channel.New(db, vs, nil, "")), Routes(NewAdmin(db, nil)))
+	routes := slices.Concat(report.Routes(report.New(db, nil, nil)), channel.Routes(channel.New(db, vs, nil, "")), Routes(NewAdmin(db, nil, nil)))
 	srv := server.New(server.Config{Store: db, Auth: as, Vend: vs, Extra: routes})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()

@@ -155,6 +155,9 @@ type Config struct {
 	// Lease is how long a claimed message is left alone by other replicas;
 	// 0 means twice the timeout.
 	Lease time.Duration
+	// Box opens sealed subscriber secrets; nil when they are stored in
+	// clear.
+	Box *Box
 }
 
 // Dispatcher moves events from the audit chain to the outbox and from the
@@ -393,7 +396,11 @@ func (d *Dispatcher) send(ctx context.Context, m store.OutboxMessage, s store.We
 	req.Header.Set("User-Agent", "sluice-webhook/1")
 	req.Header.Set("Sluice-Event-Id", m.EventID)
 	req.Header.Set("Sluice-Event-Type", m.EventType)
-	req.Header.Set(SignatureHeader, Sign(s.Secret, at, m.Payload))
+	secret, err := openSecret(d.cfg.Box, s.Name, s.Secret)
+	if err != nil {
+		return 0, err.Error()
+	}
+	req.Header.Set(SignatureHeader, Sign(secret, at, m.Payload))
 	resp, err := d.cfg.Client.Do(req)
 	if err != nil {
 		return 0, err.Error()

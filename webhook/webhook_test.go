@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -49,6 +50,7 @@ type harness struct {
 	url     string
 	admin   string // API key
 	auditor string // API key
+	box     *Box
 }
 
 func newHarness(t *testing.T, db *sqlstore.DB) *harness {
@@ -104,6 +106,9 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if h.box, err = NewBox(ctx, km); err != nil {
+		t.Fatal(err)
+	}
 	as := auth.NewService(db, auth.Params{Memory: 64, Time: 1, Threads: 1}, h.clock.now)
 	h.vend = vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}, Now: h.clock.now})
 	if _, err := h.vend.Deposit(ctx, h.cashier, vend.DepositRequest{Vendor: "OFFICE1", AmountCents: 1_000_000, Reference: "SLIP-1"}); err != nil {
@@ -117,7 +122,7 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 		}
 		*dst = k
 	}
-	srv := server.New(server.Config{Store: db, Auth: as, Vend: h.vend, Extra: Routes(NewAdmin(db, h.clock.now))})
+	srv := server.New(server.Config{Store: db, Auth: as, Vend: h.vend, Extra: Routes(NewAdmin(db, h.box, h.clock.now))})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
 	h.url = ts.URL + "/api/v1"
@@ -220,7 +225,7 @@ func TestDeliveryRetriesWithBackoffUntilTheReceiverAnswers(t *testing.T) {
 		if _, _, err := h.vend.Receipt(ctx, h.cashier, res.Receipt.PurchaseID, true); err != nil {
 			t.Fatal(err)
 		}
-		d := New(Config{Store: db, Now: h.clock.now, BaseDelay: 10 * time.Second, MaxDelay: time.Minute, MaxAttempts: 5})
+		d := New(Config{Store: db, Now: h.clock.now, BaseDelay: 10 * time.Second, MaxDelay: time.Minute, MaxAttempts: 5, Box: h.box})
 		if n, err := d.Pump(ctx); err != nil || n != 0 {
 			t.Fatalf("pump before sealing: %d %v", n, err)
 		}
@@ -310,7 +315,7 @@ func TestReceiverThatAlwaysFailsEndsInTheDeadLetterList(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d := New(Config{Store: db, Now: h.clock.now, BaseDelay: time.Second, MaxDelay: 4 * time.Second, MaxAttempts: 3})
+		d := New(Config{Store: db, Now: h.clock.now, BaseDelay: time.Second, MaxDelay: 4 * time.Second, MaxAttempts: 3, Box: h.box})
 		for round := 0; round < 5; round++ {
 			if _, err := d.Deliver(ctx); err != nil {
 				t.Fatal(err)
@@ -401,7 +406,7 @@ func TestRunDeliversInTheBackgroundAndStops(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
-		New(Config{Store: db, Now: h.clock.now, Poll: 10 * time.Millisecond}).Run(ctx)
+		New(Config{Store: db, Now: h.clock.now, Poll: 10 * time.Millisecond, Box: h.box}).Run(ctx)
 		close(done)
 	}()
 	if _, err := h.vend.Purchase(context.Background(), h.cashier, "bg-1", vend.PurchaseRequest{Meter: pan, AmountCents: 10000}); err != nil {
@@ -423,5 +428,61 @@ func TestRunDeliversInTheBackgroundAndStops(t *testing.T) {
 	case <-done:
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestSecretsAreSealedAtRest: the database holds no secret in clear, a
+// dispatcher without the box cannot sign (and says why), and a sealed
+// secret moved to another subscriber does not open.
+func TestSecretsAreSealedAtRest(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	h := newHarness(t, db)
+	ctx := context.Background()
+	rc := &receiver{clock: h.clock}
+	created := h.subscribe("crm", rc, AlertRaised)
+	other := h.subscribe("other", &receiver{clock: h.clock}, AlertRaised)
+	var subs []store.WebhookSubscriber
+	if err := db.Read(ctx, func(tx store.Tx) error {
+		var err error
+		subs, err = tx.Webhooks().Subscribers(ctx)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range subs {
+		if bytes.Contains(s.Secret, []byte("whsec_")) || bytes.Contains(s.Secret, []byte(created.Secret[6:])) {
+			t.Fatalf("subscriber %s: secret stored in clear", s.Name)
+		}
+		got, err := openSecret(h.box, s.Name, s.Secret)
+		want := created.Secret
+		if s.Name == "other" {
+			want = other.Secret
+		}
+		if err != nil || string(got) != want {
+			t.Fatalf("subscriber %s: box opens %q, %v", s.Name, got, err)
+		}
+		if _, err := openSecret(nil, s.Name, s.Secret); !errors.Is(err, ErrSealed) {
+			t.Fatalf("opened without the box: %v", err)
+		}
+	}
+	if _, err := openSecret(h.box, "other", subs[0].Secret); err == nil {
+		t.Fatal("crm's sealed secret opens as other's")
+	}
+	h.clock.add(time.Minute)
+	if err := db.Tx(ctx, func(tx store.Tx) error {
+		return Emit(ctx, tx, Event{ID: "alert/1", Type: AlertRaised, Time: h.clock.now(), Object: "meter/" + pan})
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Store: db, Now: h.clock.now}).Deliver(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var pending []Message
+	h.api(h.admin, "GET", "/webhooks/messages?q=pending", nil, &pending)
+	if len(pending) != 2 || !strings.Contains(pending[0].LastError, "sealed") {
+		t.Fatalf("without the box: %+v", pending)
+	}
+	if calls, _, _ := rc.counts(); calls != 0 {
+		t.Fatalf("a delivery went out unsigned")
 	}
 }
