@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	"sluice/audit"
 	"sluice/auditlog"
 	"sluice/config"
 	"sluice/headend"
@@ -29,8 +30,17 @@ func cmdAuditVerify(ctx context.Context, sio stdio, args []string) error {
 	cf := addConfigFlags(fs, false)
 	asJSON := fs.Bool("json", false, "print the report as JSON")
 	noAnchors := fs.Bool("no-anchors", false, "check hashes and links only, without the KMS (anchors unchecked: a recomputed chain passes)")
+	expect := fs.String("expect-head", "", "a head printed by an earlier verify (`SEQ:HASH`): fail unless the chain still extends it")
 	if err := parseFlags(fs, args); err != nil {
 		return err
+	}
+	var want audit.Head
+	if *expect != "" {
+		var err error
+		if want, err = auditlog.ParseHead(*expect); err != nil {
+			fmt.Fprintf(sio.err, "sluice audit verify: --expect-head: %v\n", err)
+			return errUsage
+		}
 	}
 	cfg, err := cf.load(sio)
 	if err != nil {
@@ -39,6 +49,14 @@ func cmdAuditVerify(ctx context.Context, sio stdio, args []string) error {
 	rep, err := verifyAudit(ctx, sio, cfg, !*noAnchors)
 	if err != nil {
 		return err
+	}
+	if rep.OK && want.Seq > 0 {
+		if err := checkHead(ctx, cfg, want); err != nil {
+			rep.OK, rep.FirstBad, rep.Problem, rep.Detail = false, want.Seq, "truncated", err.Error()
+			if errors.Is(err, auditlog.ErrForked) {
+				rep.Problem = "rewritten"
+			}
+		}
 	}
 	if *asJSON {
 		enc := json.NewEncoder(sio.out)
@@ -81,6 +99,16 @@ func verifyAudit(ctx context.Context, sio stdio, cfg config.Config, anchors bool
 	return auditlog.Verify(ctx, db, a)
 }
 
+// checkHead opens the store again for auditlog.CheckHead.
+func checkHead(ctx context.Context, cfg config.Config, want audit.Head) error {
+	db, err := openExistingStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	return auditlog.CheckHead(ctx, db, want)
+}
+
 func printAuditReport(sio stdio, rep auditlog.Report) {
 	anchors := fmt.Sprintf("%d anchored, last anchor at record %d", rep.Anchored, rep.LastAnchored)
 	if !rep.AnchorsChecked {
@@ -89,12 +117,14 @@ func printAuditReport(sio stdio, rep auditlog.Report) {
 	if rep.OK {
 		fmt.Fprintf(sio.out, "audit chain OK: %d records (%s), %d pending\n", rep.Records, anchors, rep.Pending)
 		if rep.Head > 0 {
-			fmt.Fprintf(sio.out, "head: record %d, hash %s\n", rep.Head, rep.HeadHash)
+			fmt.Fprintf(sio.out, "head: %s   (keep it outside the database; check later with --expect-head)\n", rep.HeadString())
 		}
 		return
 	}
 	fmt.Fprintf(sio.out, "audit chain BROKEN at record %d: %s\n  %s\n", rep.FirstBad, rep.Problem, rep.Detail)
-	fmt.Fprintf(sio.out, "records 1 to %d verify (%s), %d pending\n", rep.Head, anchors, rep.Pending)
+	if rep.Failure != nil {
+		fmt.Fprintf(sio.out, "records 1 to %d verify (%s), %d pending\n", rep.Head, anchors, rep.Pending)
+	}
 }
 
 func cmdAuditSeal(ctx context.Context, sio stdio, args []string) error {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -120,8 +121,33 @@ func TestAuditVerifyCommand(t *testing.T) {
 		t.Fatalf("verify --json: %d %q %v", code, out, err)
 	}
 
-	// An edit made directly in the database.
+	// The head printed can be checked later: a truncated chain that still
+	// verifies fails against it.
+	head := regexp.MustCompile(`head: (\d+:[0-9a-f]{64})`).FindStringSubmatch(func() string {
+		_, out, _ := runCLI(t, "", nil, "audit", "verify", "--data", dir)
+		return out
+	}())
+	if head == nil {
+		t.Fatal("verify printed no head")
+	}
+	if code, out, errs := runCLI(t, "", nil, "audit", "verify", "--data", dir, "--expect-head", head[1]); code != 0 {
+		t.Fatalf("--expect-head of the current head: %d %q %q", code, out, errs)
+	}
+	if code, _, errs := runCLI(t, "", nil, "audit", "verify", "--data", dir, "--expect-head", "nonsense"); code != 2 || !strings.Contains(errs, "SEQ:HASH") {
+		t.Fatalf("bad --expect-head: %d %q", code, errs)
+	}
 	db := openTestStore(t, cfg)
+	if _, err := db.SQL().Exec(`DELETE FROM audit_log WHERE seq > 8`); err != nil {
+		t.Fatal(err)
+	}
+	if code, out, _ := runCLI(t, "", nil, "audit", "verify", "--data", dir); code != 0 || !strings.Contains(out, "8 records") {
+		t.Fatalf("a truncated chain verifies on its own: %d %q", code, out)
+	}
+	if code, out, _ := runCLI(t, "", nil, "audit", "verify", "--data", dir, "--expect-head", head[1]); code != 1 || !strings.Contains(out, "BROKEN at record 10: truncated") {
+		t.Fatalf("--expect-head after truncation: %d %q", code, out)
+	}
+
+	// An edit made directly in the database.
 	if _, err := db.SQL().Exec(`UPDATE audit_log SET actor = 'mallory' WHERE seq = 3`); err != nil {
 		t.Fatal(err)
 	}

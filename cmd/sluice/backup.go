@@ -16,6 +16,7 @@ import (
 	"strings"
 	"time"
 
+	"sluice/auditlog"
 	"sluice/config"
 	"sluice/ledger"
 	"sluice/store"
@@ -312,9 +313,15 @@ func cmdRestore(ctx context.Context, sio stdio, args []string) error {
 	} else {
 		printAuditReport(sio, rep)
 		ok = ok && rep.OK
-		if m.AuditHead > 0 && rep.OK && rep.Head < uint64(m.AuditHead) {
-			fmt.Fprintf(sio.out, "audit chain is shorter than the backup's manifest says (%d < %d): truncated\n", rep.Head, m.AuditHead)
-			ok = false
+		if m.AuditHead > 0 {
+			want, err := auditlog.ParseHead(fmt.Sprintf("%d:%s", m.AuditHead, m.AuditHeadHash))
+			if err == nil {
+				err = checkHead(ctx, cfg, want)
+			}
+			if err != nil {
+				fmt.Fprintf(sio.out, "audit chain does not match the head in the backup's manifest: %v\n", err)
+				ok = false
+			}
 		}
 	}
 	res, err := checkLedger(ctx, cfg, func(v ledger.Violation) { fmt.Fprintln(sio.out, v.String()) })
