@@ -86,7 +86,9 @@ func (b *Box) aead(version int) (cipher.AEAD, error) {
 	return a, nil
 }
 
-func boxAAD(subscriber string) []byte { return append([]byte("sluice webhook secret v1\x00"), subscriber...) }
+func boxAAD(subscriber string) []byte {
+	return append([]byte("sluice webhook secret v1\x00"), subscriber...)
+}
 
 // seal seals a subscriber's secret.
 func (b *Box) seal(subscriber string, secret []byte) ([]byte, error) {
