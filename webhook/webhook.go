@@ -37,6 +37,10 @@
 // answered 2xx after the head-end gave up waiting sees the event again),
 // which is why every event carries a stable ID.
 //
+// Subscribers' signing secrets are generated here (256 bits), shown once,
+// and kept sealed under a KMS-derived key (Box), so a copy of the database
+// cannot sign.
+//
 // Payloads carry what the audit record holds (meter, vending point, amounts,
 // litres), never token digits or vouchers: a token is money, and a webhook
 // receiver is not entitled to it.
