@@ -44,8 +44,9 @@
 // sequence number reported is the dependable part.
 //
 // What no chain can show: truncation of the tail and tampering with records
-// still pending. Compare Report.Head with a head recorded elsewhere (a daily
-// report) to catch the first; keep the sealing interval short for the second.
+// still pending. CheckHead compares the chain with a head recorded outside
+// the database (a daily report, a backup's manifest) to catch the first;
+// the short sealing interval bounds the second.
 package auditlog
 
 import (
