@@ -637,6 +637,26 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if err != nil || pending != "1" {
 		t.Fatalf("campaign page %s shows %s pending", campaignURL, pending)
 	}
+	// Dual control: another operator approves, where the head-end asks
+	// for it.
+	var needsApproval bool
+	run(t, ctx, "campaign approval",
+		into(&needsApproval, chromedp.Evaluate[bool](`!!document.getElementById("campaign-needs-approval")`)))
+	if needsApproval {
+		run(t, ctx, "approve campaign",
+			logout(),
+			login("sam", "supervisor password one"),
+			chromedp.WaitVisible(css("#top")),
+			chromedp.Navigate(campaignURL),
+			chromedp.WaitVisible(css("#campaign-approve")),
+			chromedp.Click(css("#campaign-approve")),
+			chromedp.WaitVisible(css("#campaign-approved")),
+			logout(),
+			login("admin", adminPass),
+			chromedp.WaitVisible(css("#top")),
+			chromedp.Navigate(campaignURL),
+			chromedp.WaitVisible(css("#campaign-counts")))
+	}
 	h.runCampaign(id)
 	run(t, ctx, "campaign issued",
 		chromedp.Reload(),

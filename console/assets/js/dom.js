@@ -50,7 +50,7 @@ export function field(label, attrs = {}, hint) {
   const { tag = "input", options, ...rest } = attrs;
   const id = rest.id || "f" + ++fieldSeq;
   const hintId = hint ? id + "-hint" : undefined;
-  const input = h(tag, { ...rest, id, "aria-describedby": hintId });
+  const input = h(tag, { ...rest, id, "aria-describedby": hintId ?? rest["aria-describedby"] });
   if (tag === "select") {
     for (const o of options || []) {
       const value = typeof o === "object" ? o.value : o;

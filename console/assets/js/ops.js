@@ -130,7 +130,7 @@ export async function campaignsPage(ctx) {
 }
 
 export async function campaignPage(ctx) {
-  const { main, params, role } = ctx;
+  const { main, params, role, me } = ctx;
   const id = params[0];
   const c = await api.get("/campaigns/" + api.q(id));
   const p = c.progress || {};
@@ -145,19 +145,28 @@ export async function campaignPage(ctx) {
     target.role ? [h("dt", {}, "Key"), h("dd", {}, target.role + (target.new_version ? " v" + target.new_version : ""))] : null,
     target.key_version ? [h("dt", {}, "Key version"), h("dd", {}, String(target.key_version))] : null,
     h("dt", {}, "Started"), h("dd", {}, when(c.created_at) + " by " + c.created_by),
+    c.approved_by ? [h("dt", {}, "Approved"), h("dd", { id: "campaign-approved" }, when(c.approved_at) + " by " + c.approved_by)] : null,
     c.finished_at ? [h("dt", {}, "Finished"), h("dd", {}, when(c.finished_at))] : null);
   const counts = h("table", { id: "campaign-counts" }, h("tbody", {}, ["total", ...CAMPAIGN_STATES].map(k => h("tr", {}, h("th", { scope: "row" }, k), h("td", { class: "num", "data-state": k }, String(p[k] ?? 0))))));
   const cancel = running && api.can(role, "POST", "/campaigns/{id}/cancel") ? h("button", { type: "button", class: "danger", onclick: async () => {
     if (!confirm("Cancel campaign " + c.name + "? Tokens already issued stay valid.")) return;
     try { await api.post("/campaigns/" + api.q(id) + "/cancel"); toast("Campaign cancelled."); campaignPage(ctx); } catch (e) { toast(e.message); }
   } }, "Cancel campaign") : null;
+  // Dual control: a campaign another operator proposed waits for approval.
+  const needsApproval = running && !c.approved_by && api.has("POST", "/campaigns/{id}/approve");
+  const mineToApprove = c.created_by === me.operator.username || c.created_by === "operator:" + me.operator.username;
+  const approve = needsApproval && api.can(role, "POST", "/campaigns/{id}/approve") && !mineToApprove ? h("button", { type: "button", class: "primary", id: "campaign-approve", onclick: async () => {
+    try { await api.post("/campaigns/" + api.q(id) + "/approve"); toast("Campaign approved."); campaignPage(ctx); } catch (e) { toast(e.message); }
+  } }, "Approve campaign") : null;
   const stateSel = field("Meters in state", { tag: "select", id: "campaign-meter-state", options: [{ value: "", label: "all" }, ...CAMPAIGN_STATES] });
   const list = h("div", { id: "campaign-meters-list" });
   const detail = h("div", { id: "campaign-meter-detail", class: "print-area" });
   clear(main).append(h("h1", {}, c.name),
     h("div", { class: "cols no-print" },
-      h("section", { class: "card" }, h("h2", {}, "Target"), facts, p.pending && running ? h("p", { class: "notice" }, p.pending + " meters wait to be issued: run ", h("code", {}, "sluice keys campaign run " + c.id), " on the head-end.") : null),
-      h("section", { class: "card" }, h("h2", {}, "Progress"), progressLine(c), counts, h("div", { class: "actions" }, cancel))),
+      h("section", { class: "card" }, h("h2", {}, "Target"), facts,
+        needsApproval ? h("p", { class: "notice", id: "campaign-needs-approval" }, "This campaign waits for a second operator's approval" + (mineToApprove ? " (not yours: you proposed it)." : ".")) : null,
+        !needsApproval && p.pending && running ? h("p", { class: "notice" }, p.pending + " meters wait to be issued: run ", h("code", {}, "sluice keys campaign run " + c.id), " on the head-end.") : null),
+      h("section", { class: "card" }, h("h2", {}, "Progress"), progressLine(c), counts, h("div", { class: "actions" }, approve, cancel))),
     h("section", { class: "card no-print", id: "campaign-meters" }, h("h2", {}, "Meters"),
       h("form", { class: "row", onsubmit: e => { e.preventDefault(); load(0, true); } }, stateSel.el, h("button", { type: "submit", class: "primary" }, "Show")), list),
     detail);

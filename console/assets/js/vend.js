@@ -28,13 +28,14 @@ export async function vendPage(ctx) {
   } }, search.el, h("button", { type: "submit", class: "primary" }, "Search"));
 
   const selected = h("div", { id: "selected" });
-  const amount = field("Amount tendered", { id: "vend-amount", inputmode: "decimal", autocomplete: "off", class: "amount-input", placeholder: "0.00" },
-    "Money received from the customer; change is worked out by the tariff.");
+  const amount = field("Amount tendered", { id: "vend-amount", inputmode: "decimal", autocomplete: "off", class: "amount-input", placeholder: "0.00", "aria-describedby": "vend-amount-hint" });
+  amount.el.classList.add("shrink");
   const previewOut = h("div", { id: "preview", "aria-live": "polite" });
   const amountForm = h("form", { id: "amount-form", class: "card", hidden: true, onsubmit: async e => {
     e.preventDefault();
     await doPreview();
-  } }, h("h2", {}, "2. Amount"), h("div", { class: "row" }, amount.el, h("button", { type: "submit", class: "primary", id: "preview-btn" }, "Preview")), previewOut);
+  } }, h("h2", {}, "2. Amount"), h("div", { class: "row" }, amount.el, h("button", { type: "submit", class: "primary", id: "preview-btn" }, "Preview")),
+    h("p", { class: "hint", id: "vend-amount-hint" }, "Money received from the customer; the tariff works out the water and the change."), previewOut);
   amount.input.addEventListener("input", () => { st.preview = null; clear(previewOut); });
 
   const receiptOut = h("div", { id: "receipt-area", class: "print-area" });
