@@ -363,6 +363,12 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 // for d, spread over the rig's head-ends, and returns purchases per second
 // and the sorted latencies.
 func (r *rig) closedLoop(ctx context.Context, clients int, d time.Duration) (float64, latencies, error) {
+	return r.closedLoopOn(ctx, clients, len(r.terminals), d)
+}
+
+// closedLoopOn is closedLoop with the clients sharing the first terminals
+// vending points only.
+func (r *rig) closedLoopOn(ctx context.Context, clients, terminals int, d time.Duration) (float64, latencies, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var mu sync.Mutex
@@ -387,7 +393,7 @@ func (r *rig) closedLoop(ctx context.Context, clients int, d time.Duration) (flo
 			}
 			var own latencies
 			for i := 0; time.Now().Before(deadline); i++ {
-				l, err := r.purchase(ctx, c%len(r.heads), c%len(r.terminals), mine[i%len(mine)])
+				l, err := r.purchase(ctx, c%len(r.heads), c%terminals, mine[i%len(mine)])
 				if err != nil {
 					mu.Lock()
 					if first == nil && ctx.Err() == nil {
@@ -518,6 +524,21 @@ func vendOn(ctx context.Context, o *Options, drv string) ([]Result, error) {
 		}
 		o.say("vend %s, %d clients: %.0f purchases/s, p50 %.2f ms, p99 %.2f ms (%d purchases%s)", drv, c, tput, ms(lat.pct(0.5)), ms(lat.pct(0.99)), len(lat), batch)
 	}
+	// One vending point for all clients: its float row (and its day's
+	// sales row) is locked by every purchase until that purchase commits,
+	// so purchases of one vending point serialise.
+	hot := min(16, slices.Max(o.Clients))
+	tput, lat, err := r.closedLoopOn(ctx, hot, 1, o.VendTime)
+	if err != nil {
+		return out, fmt.Errorf("one vending point: %w", err)
+	}
+	hp := params(map[string]any{"clients": hot, "replicas": 1, "vendors": 1})
+	out = append(out,
+		Result{Name: fmt.Sprintf("vend.%s.c%d.onevendor.rate", drv, hot), Value: tput, Unit: "purchases/s", Params: hp},
+		Result{Name: fmt.Sprintf("vend.%s.c%d.onevendor.p99", drv, hot), Value: ms(lat.pct(0.99)), Unit: "ms", Params: hp},
+	)
+	o.say("vend %s, %d clients on one vending point: %.0f purchases/s, p99 %.2f ms", drv, hot, tput, ms(lat.pct(0.99)))
+
 	rate, lat, err := r.openLoop(ctx, o.OfferedRate, o.VendTime)
 	if err != nil {
 		return out, fmt.Errorf("open loop: %w", err)

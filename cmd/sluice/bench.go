@@ -11,7 +11,7 @@ func cmdBench(ctx context.Context, sio stdio, args []string) error {
 	fs := newFlags(sio, "bench", "[--json] [--quick] [--only PREFIX,...] [--postgres URL]")
 	asJSON := fs.Bool("json", false, "print one JSON object per measurement instead of a table")
 	quick := fs.Bool("quick", false, "short runs and a 100k-meter fleet (under two minutes, for CI smoke runs)")
-	only := fs.String("only", "", "run only measurements starting with these comma-separated `PREFIXES` (sts, meter, vend, fleet, campaign)")
+	only := fs.String("only", "", "run only measurements starting with these comma-separated `PREFIXES` (sts, meter, vend, fleet, campaign, telemetry)")
 	pg := fs.String("postgres", "", "PostgreSQL `URL` for the vending runs, each in a fresh schema; \"off\" skips them\n(default $SLUICE_TEST_POSTGRES_URL or "+bench.DefaultPostgresURL+")")
 	if err := parseFlags(fs, args); err != nil {
 		return err
