@@ -322,28 +322,36 @@ type LastResponse struct {
 	Advice           json.RawMessage `json:"advice,omitempty"`
 }
 
-// Lookup returns the stored answer of a client purchase ID, without
-// issuing or auditing anything (a reprint goes through the vending API).
+// Lookup returns the answer for a client purchase ID: the receipt with its
+// tokens, as it stands now, and the stored advice answer. Handing out the
+// tokens again is a reprint, so it goes through vend.Receipt and is audited
+// (vend.reprint) like one.
 func (s *Service) Lookup(ctx context.Context, p auth.Principal, clientID string) (LastResponse, error) {
-	c, _, err := s.caller(ctx, p)
+	c, a, err := s.caller(ctx, p)
 	if err != nil {
 		return LastResponse{}, err
 	}
-	var out LastResponse
+	var pu store.Purchase
+	var advice json.RawMessage
 	err = s.st.Read(ctx, func(tx store.Tx) error {
-		pu, err := tx.Purchases().ByKey(ctx, c.VendorID, clientID)
-		if err != nil {
+		if pu, err = tx.Purchases().ByKey(ctx, c.VendorID, clientID); err != nil {
 			return fmt.Errorf("purchase %s: %w", clientID, err)
 		}
-		out = LastResponse{ClientPurchaseID: clientID, State: pu.State, Receipt: pu.Response}
 		if ad, err := tx.Channels().Advice(ctx, c.VendorID, clientID); err == nil {
-			out.Advice = ad.Response
+			advice = ad.Response
 		} else if !errors.Is(err, store.ErrNotFound) {
 			return err
 		}
 		return nil
 	})
-	return out, err
+	if err != nil {
+		return LastResponse{}, err
+	}
+	r, js, err := s.vend.Receipt(ctx, a, pu.ID, true)
+	if err != nil {
+		return LastResponse{}, err
+	}
+	return LastResponse{ClientPurchaseID: clientID, State: r.State, Receipt: js, Advice: advice}, nil
 }
 
 // AdviceRequest carries a reversal advice's reason.
@@ -401,9 +409,10 @@ func (s *Service) Advise(ctx context.Context, p auth.Principal, clientID, kind s
 		case err == nil:
 			ans.Outcome, ans.RefundedCents = store.AdviceReversed, rv.Refunded
 			ans.Message = "purchase reversed: no credit had reached the meter"
-		case errors.Is(err, vend.ErrNotReversible):
+		case errors.Is(err, vend.ErrNotReversible), errors.Is(err, store.ErrConflict):
 			// Reversed already (a concurrent repeat of this advice, or a
-			// supervisor), or credit may be in the meter.
+			// supervisor; racing, the loser meets the unique reversal entry
+			// ID), or credit may be in the meter.
 			var now store.Purchase
 			if err := s.st.Read(ctx, func(tx store.Tx) error {
 				var err error

@@ -246,6 +246,20 @@ func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
 		if !bytes.Equal(last.Receipt, first.Receipt) || last.State != "completed" {
 			t.Fatalf("lookup %+v", last)
 		}
+		// Handing the tokens out again is a reprint, audited as one.
+		var reprints int
+		h.db.Read(context.Background(), func(tx store.Tx) error {
+			recs, err := tx.Audit().Pending(context.Background(), 1000)
+			for _, r := range recs {
+				if r.Action == "vend.reprint" && r.Actor == "operator:momo-api" {
+					reprints++
+				}
+			}
+			return err
+		})
+		if reprints != 1 {
+			t.Fatalf("%d audited reprints after one lookup", reprints)
+		}
 		code, b = h.do(h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000124", Meter: pan, AmountCents: 100_001})
 		if code != 422 || !strings.Contains(string(b), `"field":"amount_cents"`) {
 			t.Fatalf("over the per-purchase maximum: %d %s", code, b)
