@@ -29,6 +29,9 @@ func BenchmarkRolloverCampaign(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
+				if _, err := e.svc.Approve(ctx, "bench-2", c.ID); err != nil {
+					b.Fatal(err)
+				}
 				p, err := e.svc.Run(ctx, c.ID, "bench", nil)
 				if err != nil || p.Issued != meters {
 					b.Fatalf("%+v %v", p, err)

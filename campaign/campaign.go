@@ -22,6 +22,9 @@
 //     provisioning, and the head-end switches its record of the meter's key
 //     version when the meter confirms it.
 //
+// A campaign is under dual control: one operator proposes it (Start),
+// another approves it (Approve); nothing moves and nothing is issued before.
+//
 // A campaign is a row and one row per enrolled meter, whose state only moves
 // forward: pending -> issued -> delivered -> confirmed, or pending -> failed
 // with the reason. Run works through the pending meters in batches, one
@@ -66,6 +69,11 @@ var (
 	ErrInvalid  = errors.New("campaign: invalid")
 	ErrNotFound = errors.New("campaign: not found")
 	ErrFinished = errors.New("campaign: not running")
+	// ErrForbidden: dual control refused the action (the proposer cannot
+	// approve their own campaign).
+	ErrForbidden = errors.New("campaign: not allowed")
+	// ErrNotApproved: the campaign waits for a second operator's approval.
+	ErrNotApproved = errors.New("campaign: not approved")
 )
 
 // Kinds of campaign.
@@ -178,9 +186,11 @@ func invalid(field, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalid, field, fmt.Sprintf(format, args...))
 }
 
-// Start creates a campaign, moves its target into force (an sts campaign
-// moves the supply group to the new key in the same transaction) and enrols
-// its meters as pending. It issues nothing: Run does.
+// Start proposes a campaign: it checks the target against the key manager
+// and the store, records it and enrols its meters as pending. Nothing moves
+// and nothing is issued until a second operator approves it (Approve), and
+// Run issues only for an approved campaign: key changes are under dual
+// control like every other engineering action.
 func (s *Service) Start(ctx context.Context, actor string, spec Spec) (store.Campaign, int, error) {
 	spec.Name = strings.TrimSpace(spec.Name)
 	if spec.Name == "" || len(spec.Name) > 64 {
@@ -225,11 +235,7 @@ func (s *Service) Start(ctx context.Context, actor string, spec Spec) (store.Cam
 				// still behind.
 				s.log.Info("supply group already on the campaign's key", "group", g.Code)
 			}
-			if _, err := s.cfg.KM.Key(ctx, kms.Ref(keys.STSVendingKey(atoi(g.Code), p.KRN))); err != nil {
-				return invalid("krn", "vending key %s: %v (import it first: sluice keys import-sts)", keys.STSVendingKey(atoi(g.Code), p.KRN), err)
-			}
-			g.KRN, g.TI, g.BaseDate = p.KRN, p.TI, p.BaseDate
-			if err := tx.SupplyGroups().Update(ctx, g); err != nil {
+			if err := s.vendingKeyExists(ctx, g.Code, p.KRN); err != nil {
 				return err
 			}
 		}
@@ -270,6 +276,14 @@ func (s *Service) Start(ctx context.Context, actor string, spec Spec) (store.Cam
 		return audit(ctx, tx, s.now(), actor, "campaign.start", c, map[string]any{"kind": c.Kind, "params": json.RawMessage(params), "meters": added})
 	})
 	return c, added, err
+}
+
+func (s *Service) vendingKeyExists(ctx context.Context, group string, krn int) error {
+	name := keys.STSVendingKey(atoi(group), krn)
+	if _, err := s.cfg.KM.Key(ctx, kms.Ref(name)); err != nil {
+		return invalid("krn", "vending key %s: %v (import it first: sluice keys import-sts)", name, err)
+	}
+	return nil
 }
 
 // kindFilter says which meters "all" means for a kind.

@@ -143,6 +143,16 @@ func newEnv(tb testing.TB, db *sqlstore.DB, n, cards int) *env {
 	return e
 }
 
+// startApproved proposes a campaign as one operator and approves it as
+// another (dual control).
+func (e *env) startApproved(ctx context.Context, spec Spec) (store.Campaign, int, error) {
+	c, n, err := e.svc.Start(ctx, "operator:admin", spec)
+	if err == nil {
+		_, err = e.svc.Approve(ctx, "operator:supervisor", c.ID)
+	}
+	return c, n, err
+}
+
 // decoder is meter i as manufactured: KRN 1, base date 1993.
 func decoder(t *testing.T, p string) *sts.Decoder {
 	t.Helper()
@@ -198,7 +208,7 @@ func TestRolloverCampaignResumesWithoutSecondSets(t *testing.T) {
 		e := newEnv(t, db, meters, 0)
 		e.svc.cfg.Batch = 50
 		ctx := context.Background()
-		c, n, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "tid-rollover", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
+		c, n, err := e.startApproved(ctx, Spec{Name: "tid-rollover", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -399,7 +409,7 @@ func TestConcurrentRunsIssueOnce(t *testing.T) {
 		e := newEnv(t, db, 60, 0)
 		e.svc.cfg.Batch = 10
 		ctx := context.Background()
-		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "krn2", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
+		c, _, err := e.startApproved(ctx, Spec{Name: "krn2", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -451,7 +461,7 @@ func TestCampaignRefusals(t *testing.T) {
 			{Name: "x", Kind: KindMeterKey, KeyVersion: 1},
 			{Name: "x", Kind: KindMeterKey, KeyVersion: 2, Meters: []string{e.pans[0]}}, // an STS meter
 		} {
-			if _, _, err := e.svc.Start(ctx, "operator:admin", s); !errors.Is(err, ErrInvalid) {
+			if _, _, err := e.startApproved(ctx, s); !errors.Is(err, ErrInvalid) {
 				t.Errorf("%+v: %v, want ErrInvalid", s, err)
 			}
 		}
@@ -470,11 +480,11 @@ func TestCampaignRefusals(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "one", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, Meters: []string{e.pans[0]}})
+		c, _, err := e.startApproved(ctx, Spec{Name: "one", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, Meters: []string{e.pans[0]}})
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "one", Kind: KindMeterKey, KeyVersion: 2}); !errors.Is(err, ErrInvalid) {
+		if _, _, err := e.startApproved(ctx, Spec{Name: "one", Kind: KindMeterKey, KeyVersion: 2}); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("duplicate name: %v", err)
 		}
 		if err := e.svc.Cancel(ctx, "operator:admin", c.ID); err != nil {
@@ -508,7 +518,7 @@ func TestVoucherKeyCampaign(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			c, n, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "rotate-" + role, Kind: KindVoucherKey, Role: role})
+			c, n, err := e.startApproved(ctx, Spec{Name: "rotate-" + role, Kind: KindVoucherKey, Role: role})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -566,7 +576,7 @@ func TestCampaignOfFailedMetersEnds(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		e := newEnv(t, db, 3, 0)
 		ctx := context.Background()
-		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "krn2", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1})
+		c, _, err := e.startApproved(ctx, Spec{Name: "krn2", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -603,7 +613,7 @@ func TestMeterKeyCampaign(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		e := newEnv(t, db, 1, 3)
 		ctx := context.Background()
-		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "rekey-v2", Kind: KindMeterKey, KeyVersion: 2})
+		c, _, err := e.startApproved(ctx, Spec{Name: "rekey-v2", Kind: KindMeterKey, KeyVersion: 2})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -653,7 +663,7 @@ func TestPurchasesDuringCampaign(t *testing.T) {
 		e := newEnv(t, db, meters, 0)
 		e.svc.cfg.Batch = 10
 		ctx := context.Background()
-		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "race", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
+		c, _, err := e.startApproved(ctx, Spec{Name: "race", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -749,7 +759,7 @@ func TestVoucherKeyCampaignOnReferenceMeter(t *testing.T) {
 		if _, err := e.km.Rotate(ctx, keys.CreditSigning); err != nil {
 			t.Fatal(err)
 		}
-		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "credit-v2", Kind: KindVoucherKey, Role: "credit"})
+		c, _, err := e.startApproved(ctx, Spec{Name: "credit-v2", Kind: KindVoucherKey, Role: "credit"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -794,5 +804,51 @@ func TestVoucherKeyCampaignOnReferenceMeter(t *testing.T) {
 		if _, err := m.LoadVoucher(clock, b, meter.FromRemote); err == nil {
 			t.Fatal("meter still takes credit under the retired key")
 		}
+	})
+}
+
+func TestCampaignDualControl(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		e := newEnv(t, db, 5, 0)
+		ctx := context.Background()
+		c, _, err := e.svc.Start(ctx, "operator:admin", Spec{Name: "rollover", Kind: KindSTS, SupplyGroup: sgc, KRN: 2, TI: -1, BaseDate: 2014})
+		if err != nil {
+			t.Fatal(err)
+		}
+		group := func() store.SupplyGroup {
+			var g store.SupplyGroup
+			if err := db.Read(ctx, func(tx store.Tx) (err error) { g, err = tx.SupplyGroups().Get(ctx, sgc); return err }); err != nil {
+				t.Fatal(err)
+			}
+			return g
+		}
+		// Proposed, nothing moves: purchases see no key change due, and the
+		// campaign does not run.
+		if g := group(); g.KRN != 1 || g.BaseDate != 1993 {
+			t.Fatalf("group moved by a proposal: %+v", g)
+		}
+		if _, err := e.svc.Run(ctx, c.ID, "operator:admin", nil); !errors.Is(err, ErrNotApproved) {
+			t.Fatalf("run before approval: %v", err)
+		}
+		if _, err := e.svc.Approve(ctx, "operator:admin", c.ID); !errors.Is(err, ErrForbidden) {
+			t.Fatalf("self-approval: %v", err)
+		}
+		st, err := e.svc.Approve(ctx, "operator:supervisor", c.ID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.ApprovedBy != "operator:supervisor" || st.ApprovedAt == nil {
+			t.Fatalf("status %+v", st)
+		}
+		if _, err := e.svc.Approve(ctx, "operator:auditor", c.ID); !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("second approval: %v", err)
+		}
+		if g := group(); g.KRN != 2 || g.BaseDate != 2014 {
+			t.Fatalf("group after approval: %+v", g)
+		}
+		if p, err := e.svc.Run(ctx, c.ID, "operator:admin", nil); err != nil || p.Issued != 5 {
+			t.Fatalf("run: %+v %v", p, err)
+		}
+		wantAudit(t, db, map[string]int{"campaign.start": 1, "campaign.approve": 1})
 	})
 }

@@ -19,6 +19,8 @@ type Status struct {
 	Params     Params     `json:"params"`
 	CreatedBy  string     `json:"created_by"`
 	CreatedAt  time.Time  `json:"created_at"`
+	ApprovedBy string     `json:"approved_by,omitempty"`
+	ApprovedAt *time.Time `json:"approved_at,omitempty"`
 	FinishedAt *time.Time `json:"finished_at,omitempty"`
 	Progress   Progress   `json:"progress"`
 }
@@ -46,6 +48,20 @@ type Report struct {
 	Truncated bool `json:"truncated"`
 	// TokensIssued counts tokens and vouchers the campaign issued.
 	TokensIssued int64 `json:"tokens_issued"`
+}
+
+// statusIn reads a campaign's status inside a transaction.
+func statusIn(ctx context.Context, tx store.Tx, c store.Campaign, p Params) (Status, error) {
+	counts, err := tx.Campaigns().Counts(ctx, c.ID)
+	if err != nil {
+		return Status{}, err
+	}
+	st := statusOf(c, p, counts)
+	a, ok, err := approvalOf(ctx, tx, c.ID)
+	if ok {
+		st.ApprovedBy, st.ApprovedAt = a.By, timePtr(a.At)
+	}
+	return st, err
 }
 
 func statusOf(c store.Campaign, p Params, counts map[string]int64) Status {
@@ -83,12 +99,8 @@ func (s *Service) Status(ctx context.Context, id int64) (Status, error) {
 		if err != nil {
 			return err
 		}
-		counts, err := tx.Campaigns().Counts(ctx, id)
-		if err != nil {
-			return err
-		}
-		st = statusOf(c, p, counts)
-		return nil
+		st, err = statusIn(ctx, tx, c, p)
+		return err
 	})
 	return st, err
 }
@@ -109,11 +121,11 @@ func (s *Service) List(ctx context.Context, limit int) ([]Status, error) {
 			if err := json.Unmarshal(c.Params, &p); err != nil {
 				return fmt.Errorf("campaign %d params: %w", c.ID, err)
 			}
-			counts, err := tx.Campaigns().Counts(ctx, c.ID)
+			st, err := statusIn(ctx, tx, c, p)
 			if err != nil {
 				return err
 			}
-			out = append(out, statusOf(c, p, counts))
+			out = append(out, st)
 		}
 		return nil
 	})
@@ -203,11 +215,11 @@ func (s *Service) Report(ctx context.Context, id int64) (Report, error) {
 		if err != nil {
 			return err
 		}
-		counts, err := tx.Campaigns().Counts(ctx, id)
+		st, err := statusIn(ctx, tx, c, p)
 		if err != nil {
 			return err
 		}
-		rep = Report{Status: statusOf(c, p, counts), Failed: []MeterState{}, Unconfirmed: []MeterState{}}
+		rep = Report{Status: st, Failed: []MeterState{}, Unconfirmed: []MeterState{}}
 		var after int64
 		for {
 			rows, err := tx.Campaigns().Meters(ctx, id, "", after, 1000)

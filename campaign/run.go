@@ -57,12 +57,19 @@ func (s *Service) Run(ctx context.Context, id int64, actor string, progress func
 		after int64
 		done  int
 	)
+	approved := false
 	err := s.cfg.Store.Read(ctx, func(tx store.Tx) (err error) {
-		c, p, err = load(ctx, tx, id)
+		if c, p, err = load(ctx, tx, id); err != nil {
+			return err
+		}
+		_, approved, err = approvalOf(ctx, tx, id)
 		return err
 	})
 	if err != nil {
 		return prog, err
+	}
+	if !approved && c.State == store.CampaignRunning {
+		return prog, fmt.Errorf("%w: campaign %s waits for a second operator (sluice keys campaign approve)", ErrNotApproved, c.Name)
 	}
 	if c.State != store.CampaignRunning {
 		return prog, fmt.Errorf("%w: campaign %s is %s", ErrFinished, c.Name, c.State)

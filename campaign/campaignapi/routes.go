@@ -86,7 +86,7 @@ func Routes(s *campaign.Service) []server.Route {
 	field := []string{auth.Admin, auth.Supervisor, auth.Engineer}
 	return []server.Route{
 		{Method: "POST", Path: "/campaigns", Roles: []string{auth.Admin}, Tag: "campaigns", Status: http.StatusCreated,
-			Summary: "Start a key-rotation campaign (moves an STS supply group to its target key and enrols meters); run it with sluice keys campaign run",
+			Summary: "Propose a key-rotation campaign and enrol its meters; a second operator approves it, then sluice keys campaign run issues",
 			Request: StartBody{}, Response: StartResult{},
 			Handler: func(ctx context.Context, r *http.Request, p auth.Principal) (any, error) {
 				var b StartBody
@@ -179,6 +179,17 @@ func Routes(s *campaign.Service) []server.Route {
 				ms, _, err := s.MeterTokens(ctx, id, meter)
 				return ms, apiErr(err)
 			}},
+		{Method: "POST", Path: "/campaigns/{id}/approve", Roles: []string{auth.Admin, auth.Supervisor}, Tag: "campaigns",
+			Summary:  "Approve a campaign another operator proposed (dual control): moves an STS supply group to the target and lets the campaign run",
+			Response: campaign.Status{},
+			Handler: func(ctx context.Context, r *http.Request, p auth.Principal) (any, error) {
+				id, err := pathID(r)
+				if err != nil {
+					return nil, err
+				}
+				st, err := s.Approve(ctx, p.Actor(), id)
+				return st, apiErr(err)
+			}},
 		{Method: "POST", Path: "/campaigns/{id}/cancel", Roles: []string{auth.Admin}, Tag: "campaigns",
 			Summary: "Cancel a running campaign (issued tokens stay valid)", Response: campaign.Status{},
 			Handler: func(ctx context.Context, r *http.Request, p auth.Principal) (any, error) {
@@ -207,6 +218,10 @@ func apiErr(err error) error {
 		return server.Error(http.StatusUnprocessableEntity, "invalid_request", f, msg)
 	case errors.Is(err, campaign.ErrNotFound):
 		return server.Error(http.StatusNotFound, "not_found", "", err.Error())
+	case errors.Is(err, campaign.ErrForbidden):
+		return server.Error(http.StatusForbidden, "forbidden", "", err.Error())
+	case errors.Is(err, campaign.ErrNotApproved):
+		return server.Error(http.StatusConflict, "not_approved", "", err.Error())
 	case errors.Is(err, campaign.ErrFinished):
 		return server.Error(http.StatusConflict, "campaign_finished", "", err.Error())
 	case errors.Is(err, store.ErrConflict):

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -147,6 +148,22 @@ func TestCampaignsOverHTTP(t *testing.T) {
 			t.Fatalf("started %+v", started)
 		}
 		id := fmt.Sprint(started.Status.ID)
+		if _, err := svc.Run(ctx, started.Status.ID, "cli:test", nil); !errors.Is(err, campaign.ErrNotApproved) {
+			t.Fatalf("run before approval: %v", err)
+		}
+		if code, b := admin.do("POST", "/campaigns/"+id+"/approve", nil); code != 403 || !strings.Contains(string(b), "dual control") {
+			t.Fatalf("approval by the proposer: %d %s", code, b)
+		}
+		for _, c := range []*client{eng, aud, cashier} {
+			if code, _ := c.do("POST", "/campaigns/"+id+"/approve", nil); code != 403 {
+				t.Fatalf("approval by a non-decider: %d", code)
+			}
+		}
+		var approved campaign.Status
+		login("supervisor1").must(200, "POST", "/campaigns/"+id+"/approve", nil, &approved)
+		if approved.ApprovedBy != "operator:supervisor1" {
+			t.Fatalf("approved %+v", approved)
+		}
 		if _, err := svc.Run(ctx, started.Status.ID, "cli:test", nil); err != nil {
 			t.Fatal(err)
 		}

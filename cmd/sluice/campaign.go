@@ -15,6 +15,7 @@ import (
 	"sluice/campaign"
 	"sluice/config"
 	"sluice/kms"
+	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/vend"
 )
@@ -24,7 +25,8 @@ import (
 // written to the audit log by the package.
 func cmdKeysCampaign(ctx context.Context, sio stdio, args []string) error {
 	return subcommands(ctx, sio, "keys campaign", args, []command{
-		{"start", "create a campaign, move its target into force and enrol its meters", cmdCampaignStart},
+		{"start", "propose a campaign and enrol its meters", cmdCampaignStart},
+		{"approve", "approve a campaign another operator proposed (dual control)", cmdCampaignApprove},
 		{"run", "issue for the pending meters in batches (resumable; progress on stderr)", cmdCampaignRun},
 		{"status", "show a campaign's progress", cmdCampaignStatus},
 		{"report", "report counts, failed and unconfirmed meters", cmdCampaignReport},
@@ -130,7 +132,36 @@ func cmdCampaignStart(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(sio.out, "campaign %d %q started: %d meters enrolled; run it with: sluice keys campaign run %d\n", c.ID, c.Name, n, c.ID)
+	fmt.Fprintf(sio.out, "campaign %d %q proposed: %d meters enrolled; a second operator approves it with: sluice keys campaign approve %d\n", c.ID, c.Name, n, c.ID)
+	return nil
+}
+
+func cmdCampaignApprove(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "keys campaign approve", "CAMPAIGN [--actor NAME]")
+	cf := addConfigFlags(fs, false)
+	actor := fs.String("actor", "", "who approves, for the audit log (default cli:$USER); must differ from the proposer")
+	ref, _, err := campaignArg(sio, fs, args, false)
+	if err != nil {
+		return err
+	}
+	cfg, err := cf.load(sio)
+	if err != nil {
+		return configError(sio, "keys campaign approve", err)
+	}
+	e, err := openCampaigns(ctx, cfg, true, 0)
+	if err != nil {
+		return err
+	}
+	defer e.Close()
+	c, err := e.svc.Lookup(ctx, ref)
+	if err != nil {
+		return err
+	}
+	st, err := e.svc.Approve(ctx, campaignActor(sio, *actor), c.ID)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(sio.out, "campaign %d %q approved by %s (proposed by %s); run it with: sluice keys campaign run %d\n", st.ID, st.Name, st.ApprovedBy, st.CreatedBy, st.ID)
 	return nil
 }
 
@@ -275,7 +306,12 @@ func cmdCampaignStatus(ctx context.Context, sio stdio, args []string) error {
 
 func printCampaignStatus(w io.Writer, st campaign.Status) {
 	p := st.Progress
-	fmt.Fprintf(w, "campaign %d %q (%s) %s, started %s by %s\n", st.ID, st.Name, st.Kind, st.State, st.CreatedAt.Format(time.RFC3339), st.CreatedBy)
+	fmt.Fprintf(w, "campaign %d %q (%s) %s, proposed %s by %s\n", st.ID, st.Name, st.Kind, st.State, st.CreatedAt.Format(time.RFC3339), st.CreatedBy)
+	if st.ApprovedBy != "" {
+		fmt.Fprintf(w, "  approved %s by %s\n", st.ApprovedAt.Format(time.RFC3339), st.ApprovedBy)
+	} else if st.State == store.CampaignRunning {
+		fmt.Fprintf(w, "  waiting for a second operator's approval\n")
+	}
 	fmt.Fprintf(w, "  target: %s\n", campaignTarget(st))
 	fmt.Fprintf(w, "  meters: %d  pending %d  issued %d  delivered %d  confirmed %d  failed %d\n", p.Total, p.Pending, p.Issued, p.Delivered, p.Confirmed, p.Failed)
 }

@@ -80,6 +80,15 @@ func TestKeysCampaignCLI(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "120 meters enrolled") {
 		t.Fatalf("start: %d %q %q", code, out, errs)
 	}
+	if code, _, errs = runCLI(t, "", env, "keys", "campaign", "run", data, "rollover-2026"); code == 0 || !strings.Contains(errs, "not approved") {
+		t.Fatalf("run before approval: %d %q", code, errs)
+	}
+	if code, _, errs = runCLI(t, "", env, "keys", "campaign", "approve", data, "rollover-2026"); code == 0 || !strings.Contains(errs, "dual control") {
+		t.Fatalf("approval by the proposer: %d %q", code, errs)
+	}
+	if code, out, errs = runCLI(t, "", env, "keys", "campaign", "approve", data, "--actor", "cli:supervisor", "rollover-2026"); code != 0 || !strings.Contains(out, "approved by cli:supervisor") {
+		t.Fatalf("approve: %d %q %q", code, out, errs)
+	}
 	code, out, errs = runCLI(t, "", env, "keys", "campaign", "run", data, "--batch", "50", "rollover-2026")
 	if code != 0 || !strings.Contains(out, "120 issued in this run") || !strings.Contains(errs, "120/120 100.0%") {
 		t.Fatalf("run: %d %q %q", code, out, errs)
@@ -104,7 +113,7 @@ func TestKeysCampaignCLI(t *testing.T) {
 	err := db.Read(ctx, func(tx store.Tx) error {
 		recs, err := tx.Audit().Pending(ctx, 1000)
 		for _, r := range recs {
-			if r.Actor != "cli:ops" {
+			if r.Actor != "cli:ops" && !(r.Action == "campaign.approve" && r.Actor == "cli:supervisor") {
 				t.Errorf("audit actor %q", r.Actor)
 			}
 			if len(actions) == 0 || actions[len(actions)-1] != r.Action {
@@ -116,7 +125,7 @@ func TestKeysCampaignCLI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fmt.Sprint(actions) != "[campaign.start campaign.issue campaign.deliver]" {
+	if fmt.Sprint(actions) != "[campaign.start campaign.approve campaign.issue campaign.deliver]" {
 		t.Fatalf("audit actions %v", actions)
 	}
 }
@@ -138,6 +147,9 @@ func TestKeysCampaignKilled(t *testing.T) {
 	env := map[string]string{"USER": "ops"}
 	if code, out, errs := runCLI(t, "", env, "keys", "campaign", "start", "--data", dir, "--name", "r", "--kind", "sts", "--supply-group", "123457", "--krn", "2", "--rollover"); code != 0 {
 		t.Fatalf("start: %d %s %s", code, out, errs)
+	}
+	if code, out, errs := runCLI(t, "", env, "keys", "campaign", "approve", "--data", dir, "--actor", "cli:supervisor", "r"); code != 0 {
+		t.Fatalf("approve: %d %s %s", code, out, errs)
 	}
 	issued := func() int64 {
 		var n int64
