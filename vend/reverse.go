@@ -134,12 +134,17 @@ func (s *Service) Reverse(ctx context.Context, a Actor, id int64, req ReversalRe
 		if err != nil {
 			return err
 		}
-		if p.State != store.PurchaseCompleted {
-			return fmt.Errorf("purchase %d is %s: %w", id, p.State, ErrNotReversible)
-		}
+		// Lock the meter, then read the purchase again: a concurrent
+		// reversal of the same purchase waits here and then sees it done.
 		m, err := tx.Meters().ForUpdate(ctx, p.MeterID)
 		if err != nil {
 			return err
+		}
+		if p, err = tx.Purchases().ByID(ctx, id); err != nil {
+			return err
+		}
+		if p.State != store.PurchaseCompleted {
+			return fmt.Errorf("purchase %d is %s: %w", id, p.State, ErrNotReversible)
 		}
 		toks, err := tx.Tokens().ByPurchase(ctx, p.ID)
 		if err != nil {

@@ -455,3 +455,38 @@ func TestReversalRules(t *testing.T) {
 		checkLedger(t, db)
 	})
 }
+
+func TestConcurrentReversalsReverseOnce(t *testing.T) {
+	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		e := newEnv(t, db, 1_000_000)
+		sup := Actor{OperatorID: e.cashier.OperatorID, Username: "supervisor"}
+		res, err := e.svc.Purchase(ctx, e.cashier, "r1", PurchaseRequest{Meter: amiMeter, AmountCents: 30000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		errs := make([]error, 6)
+		for i := range errs {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				_, errs[i] = e.svc.Reverse(ctx, sup, res.Receipt.PurchaseID, ReversalRequest{Reason: "double click"})
+			}()
+		}
+		wg.Wait()
+		ok := 0
+		for _, err := range errs {
+			switch {
+			case err == nil:
+				ok++
+			case !errors.Is(err, ErrNotReversible):
+				t.Errorf("a losing reversal: %v, want ErrNotReversible", err)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%d reversals succeeded, want 1", ok)
+		}
+		checkLedger(t, db)
+	})
+}
