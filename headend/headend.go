@@ -21,6 +21,7 @@ import (
 	"sync"
 	"time"
 
+	"sluice/auditlog"
 	"sluice/auth"
 	"sluice/config"
 	"sluice/kms"
@@ -52,11 +53,13 @@ type Headend struct {
 	// BootstrapPath is the file holding it.
 	BootstrapPath string
 
-	km     kms.KeyManager
-	auth   *auth.Service
-	vend   *vend.Service
-	stopBG context.CancelFunc
-	bg     sync.WaitGroup
+	km   kms.KeyManager
+	auth *auth.Service
+	vend *vend.Service
+	// Background work stops in order: the key-use recorder flushes first,
+	// then the audit sealer chains what it flushed.
+	stopRecorder, stopSealer context.CancelFunc
+	recorder, sealer         sync.WaitGroup
 }
 
 // Options adjusts Start for tests and tools.
@@ -129,21 +132,19 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	h.km = kms.WithAudit(km, rec)
 	h.auth = auth.NewService(db, params, opt.Now)
 	h.vend = vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: h.km}, Now: opt.Now, Logger: log})
-	bgctx, cancel := context.WithCancel(context.Background())
-	h.stopBG = cancel
-	h.bg.Add(1)
-	go func() {
-		defer h.bg.Done()
-		rec.run(bgctx, 500*time.Millisecond)
-	}()
+	recCtx, stopRec := context.WithCancel(context.Background())
+	sealCtx, stopSeal := context.WithCancel(context.Background())
+	h.stopRecorder, h.stopSealer = stopRec, stopSeal
+	h.recorder.Go(func() { rec.run(recCtx, 500*time.Millisecond) })
+	h.sealer.Go(func() { auditlog.RunSealer(sealCtx, db, auditlog.SealerOptions{KMS: h.km, Logger: log}) })
 	defer func() {
 		if !ok {
-			cancel()
-			h.bg.Wait()
+			h.stopBackground()
 		}
 	}()
 
 	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version})
+	srv.Registry().MustRegister(auditlog.NewCollector(db))
 	h.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
@@ -176,6 +177,13 @@ func (h *Headend) URL() string {
 
 // Addr is the address the HTTP server listens on.
 func (h *Headend) Addr() net.Addr { return h.listener.Addr() }
+
+func (h *Headend) stopBackground() {
+	h.stopRecorder()
+	h.recorder.Wait()
+	h.stopSealer()
+	h.sealer.Wait()
+}
 
 // Vend is the vending service.
 func (h *Headend) Vend() *vend.Service { return h.vend }
@@ -211,8 +219,7 @@ func (h *Headend) Shutdown(ctx context.Context) error {
 	if serr := h.Err(); err == nil {
 		err = serr
 	}
-	h.stopBG()
-	h.bg.Wait()
+	h.stopBackground()
 	if kerr := h.km.Close(); err == nil {
 		err = kerr
 	}
