@@ -186,7 +186,11 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 		return Result{}, err
 	}
 	// Lock order for every vend: meter, then vendor float, then the day's
-	// sales. One order means no deadlock between concurrent vends.
+	// sales, then the customer's debt. One order means no deadlock between
+	// concurrent vends (and reversals take the same order). The vendor's
+	// rows are shared by every till of the vending point, so they are
+	// written last, just before the commit: that is how long they stay
+	// locked.
 	if m, err = tx.Meters().ForUpdate(ctx, m.ID); err != nil {
 		return Result{}, err
 	}
@@ -235,18 +239,6 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	if paid == 0 {
 		return Result{}, fmt.Errorf("%w: %d cents is less than the price of the smallest quantity", ErrNothingToBuy, req.AmountCents)
 	}
-	if _, err := tx.Vendors().AdjustFloat(ctx, v.ID, -paid); err != nil {
-		if errors.Is(err, store.ErrConstraint) {
-			return Result{}, ErrInsufficientFloat
-		}
-		return Result{}, err
-	}
-	if err := tx.Vendors().AddDaySales(ctx, v.ID, local.Format("2006-01-02"), paid); err != nil {
-		if errors.Is(err, store.ErrConstraint) {
-			return Result{}, ErrDailyLimit
-		}
-		return Result{}, err
-	}
 	p, err := tx.Purchases().Create(ctx, store.Purchase{
 		VendorID: v.ID, IdempotencyKey: key, RequestHash: hash, OperatorID: a.OperatorID, MeterID: m.ID, CustomerID: m.CustomerID,
 		TenderedCents: req.AmountCents, PaidCents: paid, Litres: int64(bd.Litres), State: store.PurchaseCompleted,
@@ -284,11 +276,6 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	if err := tx.MeterMonths().Put(ctx, mm); err != nil {
 		return Result{}, err
 	}
-	if bd.Debt > 0 {
-		if err := tx.Customers().AdjustDebt(ctx, cust.ID, -int64(bd.Debt)); err != nil {
-			return Result{}, err
-		}
-	}
 	entry, err := ledger.PurchaseEntry(ledger.Purchase{
 		ID: strconv.FormatInt(p.ID, 10), Vendor: v.Code, Meter: m.Number, Customer: cust.Account,
 		Time: now, Breakdown: &bd, Tokens: iss.ledgerTokens(),
@@ -322,6 +309,23 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	})
 	if err != nil {
 		return Result{}, err
+	}
+	if _, err := tx.Vendors().AdjustFloat(ctx, v.ID, -paid); err != nil {
+		if errors.Is(err, store.ErrConstraint) {
+			return Result{}, ErrInsufficientFloat
+		}
+		return Result{}, err
+	}
+	if err := tx.Vendors().AddDaySales(ctx, v.ID, local.Format("2006-01-02"), paid); err != nil {
+		if errors.Is(err, store.ErrConstraint) {
+			return Result{}, ErrDailyLimit
+		}
+		return Result{}, err
+	}
+	if bd.Debt > 0 {
+		if err := tx.Customers().AdjustDebt(ctx, cust.ID, -int64(bd.Debt)); err != nil {
+			return Result{}, err
+		}
 	}
 	return Result{Receipt: r, JSON: js}, nil
 }
