@@ -42,6 +42,9 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight requests may take to finish
 	// after SIGTERM.
 	ShutdownTimeout Duration `toml:"shutdown_timeout"`
+	// Timezone is the utility's IANA time zone: block ladders reset on the
+	// first of its months and daily limits and reports count its days.
+	Timezone string `toml:"timezone"`
 
 	Log      Log      `toml:"log"`
 	Database Database `toml:"database"`
@@ -126,6 +129,7 @@ func Default() Config {
 		DataDir:         "./sluice-data",
 		Listen:          "127.0.0.1:8080",
 		ShutdownTimeout: Duration{15 * time.Second},
+		Timezone:        "UTC",
 		Log:             Log{Level: "info", Format: "text"},
 		Database:        Database{Driver: "sqlite", MaxConns: 16},
 		MQTT:            MQTT{Mode: "embedded", Listen: "127.0.0.1:1884", ClientID: "sluice-headend"},
@@ -254,6 +258,9 @@ func (c *Config) Validate() error {
 	if c.ShutdownTimeout.Duration <= 0 {
 		return bad("shutdown_timeout", "must be positive, got %s", c.ShutdownTimeout)
 	}
+	if _, err := c.Location(); err != nil {
+		return bad("timezone", "%q is not an IANA time zone such as Africa/Johannesburg", c.Timezone)
+	}
 	if !oneOf(c.Log.Level, "debug", "info", "warn", "error") {
 		return bad("log.level", "%q is not one of debug, info, warn, error", c.Log.Level)
 	}
@@ -311,6 +318,14 @@ func (c *Config) Validate() error {
 		return bad("kms.backend", "%q is not one of file, pkcs11", c.KMS.Backend)
 	}
 	return nil
+}
+
+// Location returns the utility's time zone.
+func (c *Config) Location() (*time.Location, error) {
+	if c.Timezone == "" {
+		return nil, errors.New("empty time zone")
+	}
+	return time.LoadLocation(c.Timezone)
 }
 
 func checkAddr(addr string) error {

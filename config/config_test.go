@@ -74,6 +74,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{name: "pkcs11 without module", env: map[string]string{"SLUICE_KMS_BACKEND": "pkcs11"}, wantKey: "kms.pkcs11.module"},
 		{name: "external mqtt without url", env: map[string]string{"SLUICE_MQTT_MODE": "external"}, wantKey: "mqtt.url"},
 		{name: "log format", env: map[string]string{"SLUICE_LOG_FORMAT": "xml"}, wantKey: "log.format"},
+		{name: "time zone", env: map[string]string{"SLUICE_TIMEZONE": "Mars/Olympus_Mons"}, wantKey: "timezone"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

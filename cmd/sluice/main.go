@@ -17,6 +17,9 @@ import (
 	"sort"
 	"strings"
 	"syscall"
+	// The utility's time zone (config key timezone) must load on machines
+	// without a zoneinfo database.
+	_ "time/tzdata"
 )
 
 // stdio is what a subcommand may touch of the outside world besides the files
