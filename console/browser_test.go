@@ -40,7 +40,9 @@ import (
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/protect"
 	"sluice/report"
+	"sluice/store"
 	"sluice/server"
 	"sluice/store/sqlite"
 	"sluice/vend"
@@ -59,6 +61,8 @@ type headend struct {
 	url       string
 	bootstrap string // path of bootstrap-admin.txt
 	seal      func() // seals pending audit records into the chain
+	// raise raises a revenue-protection alert the way the telemetry rules do.
+	raise func(meter string, f protect.Finding)
 	// runCampaign does what `sluice keys campaign run` does.
 	runCampaign func(id int64)
 }
@@ -107,11 +111,26 @@ func startHeadend(t *testing.T) *headend {
 	extra = append(extra, report.Routes(report.New(db, time.UTC, nil))...)
 	extra = append(extra, campaignapi.Routes(campaigns)...)
 	extra = append(extra, engineeringapi.Routes(v)...)
+	protection := protect.New(protect.Config{Store: db})
+	extra = append(extra, protect.Routes(protection)...)
 	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: v, Extra: extra})
 	ts := httptest.NewServer(Mount(srv.Handler()))
 	t.Cleanup(ts.Close)
 	return &headend{url: ts.URL, bootstrap: cred, seal: func() {
 		if _, err := auditlog.Seal(ctx, db, anchors, 1000); err != nil {
+			t.Fatal(err)
+		}
+	}, raise: func(meter string, f protect.Finding) {
+		var m store.Meter
+		err := db.Read(ctx, func(tx store.Tx) error {
+			var err error
+			m, err = tx.Meters().ByNumber(ctx, meter)
+			return err
+		})
+		if err == nil {
+			err = protection.Raise(ctx, m.ID, "meter:"+meter, f)
+		}
+		if err != nil {
 			t.Fatal(err)
 		}
 	}, runCampaign: func(id int64) {
@@ -549,9 +568,13 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Errorf("reprint %v differs from the receipt %v", reprint, receipt)
 	}
 
+	// Revenue protection has found two things about the meter.
+	h.raise(pan, protect.Finding{Rule: protect.RuleTokenGuessing, Severity: "warning", Summary: "5 rejected token entries in 10 minutes"})
+	h.raise(pan, protect.Finding{Rule: protect.RuleSilent, Severity: "warning", Summary: "no report for 26 hours"})
+
 	// The supervisor opens the meter page: key state, the chart, the tokens.
-	var krn, vendsToday, revenueToday string
-	var tokenRows, bars, reportRows int
+	var krn, vendsToday, revenueToday, openAlerts, silent string
+	var tokenRows, bars, reportRows, meterAlerts, resolved int
 	run(t, ctx, "meter page",
 		logout(),
 		login("sam", "supervisor password one"),
@@ -560,6 +583,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.WaitVisible(css("#stat-vends")),
 		into(&vendsToday, chromedp.Text(css("#stat-vends .stat"))),
 		into(&revenueToday, chromedp.Text(css("#stat-revenue .stat"))),
+		chromedp.WaitVisible(css("#stat-alerts")),
+		into(&openAlerts, chromedp.Text(css("#stat-alerts .stat"))),
+		into(&silent, chromedp.Text(css("#stat-silent .stat"))),
 		shot(t, dir, "06-dashboard"),
 		chromedp.Navigate(h.url+"/#/meters/"+pan),
 		chromedp.WaitVisible(css("#tokens-section table")),
@@ -567,6 +593,8 @@ func TestConsoleEndToEnd(t *testing.T) {
 		into(&krn, chromedp.Text(css("#meter-krn"))),
 		into(&tokenRows, chromedp.Evaluate[int](`document.querySelectorAll("#tokens-section tbody tr").length`)),
 		into(&bars, chromedp.Evaluate[int](`[...document.querySelectorAll("#meter-chart rect.bar-credit")].filter(r => Number(r.dataset.litres) > 0).length`)),
+		chromedp.WaitVisible(css("table.meter-alerts")),
+		into(&meterAlerts, chromedp.Evaluate[int](`document.querySelectorAll("table.meter-alerts tbody tr").length`)),
 		shot(t, dir, "07-meter"),
 		chromedp.Navigate(h.url+"/#/reports"),
 		chromedp.WaitVisible(css("#report-form")),
@@ -574,7 +602,27 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css(`#report-form button[type="submit"]`)),
 		chromedp.WaitVisible(css("#report-out table.report")),
 		into(&reportRows, chromedp.Evaluate[int](`document.querySelectorAll("#report-out tbody tr:not(.total)").length`)),
-		shot(t, dir, "08-report"))
+		shot(t, dir, "08-report"),
+		// Alerts: acknowledge one, resolve the other with a note.
+		chromedp.Click(css(`#nav a[href="#/alerts"]`)),
+		chromedp.WaitVisible(css("#alerts tr.state-open button[data-ack]")),
+		chromedp.Click(css("#alerts tr.state-open button[data-ack]")),
+		chromedp.WaitVisible(css("#alerts tr.state-acknowledged button[data-resolve]")),
+		chromedp.Click(css("#alerts tr.state-acknowledged button[data-resolve]")),
+		chromedp.SendKeys(css("#alerts tr.state-acknowledged textarea"), "meter visited: keypad stuck, replaced"),
+		chromedp.Click(css(`#alerts tr.state-acknowledged .resolve-form button[type="submit"]`)),
+		chromedp.WaitNotPresent(css("#alerts tr.state-acknowledged")),
+		chromedp.SetValue(css("#alert-state"), "resolved"),
+		chromedp.Click(css(`form:has(#alert-state) button[type="submit"]`)),
+		chromedp.WaitVisible(css("#alerts tr.state-resolved")),
+		into(&resolved, chromedp.Evaluate[int](`document.querySelectorAll("#alerts tbody tr").length`)),
+		shot(t, dir, "08-alerts"))
+	if openAlerts != "2" || silent != "1" || meterAlerts != 2 {
+		t.Errorf("alerts: dashboard %s open, %s silent; meter page %d", openAlerts, silent, meterAlerts)
+	}
+	if resolved != 1 {
+		t.Errorf("%d resolved alerts listed, want 1", resolved)
+	}
 	if reportRows != 2 {
 		t.Errorf("vends report shows %d rows, want 2", reportRows)
 	}

@@ -1,8 +1,8 @@
 // The dashboard: today's sales, vendor floats, alerts, silent meters and
 // key-change campaigns, each from the API the operator's role may read.
-import { h, clear, errorBox, money, table, badge } from "./dom.js";
+import { h, clear, errorBox, money, table, badge, when } from "./dom.js";
 import * as api from "./api.js";
-import { autoTable } from "./meter.js";
+import { alertMeter } from "./ops.js";
 
 export async function dashboardPage(ctx) {
   const { main, role, me } = ctx;
@@ -55,39 +55,38 @@ export async function dashboardPage(ctx) {
     }
   }
 
-  const alerts = api.find("GET", /^\/alerts$/);
+  // Alerts: open and acknowledged ones by rule; silent meters are the
+  // "silent" rule's alerts.
+  const alerts = api.has("GET", "/alerts") ? "/alerts" : null;
   const alertsCard = h("section", { class: "card", id: "dash-alerts" }, h("h2", {}, "Open alerts"));
-  body.append(alertsCard);
-  if (!alerts) alertsCard.append(h("p", { class: "empty" }, "No data yet: this head-end does not raise alerts yet."));
-  else if (!api.can(role, "GET", alerts)) alertsCard.remove();
-  else {
+  const silentCard = h("section", { class: "card", id: "dash-silent" }, h("h2", {}, "Meters silent"));
+  body.append(alertsCard, silentCard);
+  if (!alerts) {
+    alertsCard.append(h("p", { class: "empty" }, "No data yet: this head-end does not raise alerts yet."));
+    silentCard.append(h("p", { class: "empty" }, "No data yet: meters' reports are not watched by this head-end yet."));
+  } else if (!api.can(role, "GET", alerts)) {
+    alertsCard.remove();
+    silentCard.remove();
+  } else {
     try {
-      let rows = await api.get(alerts + "?state=open");
-      rows = Array.isArray(rows) ? rows : rows?.items || [];
-      const open = rows.filter(a => !a.state || a.state === "open" || a.state === "acknowledged");
+      const all = await Promise.all(["open", "acknowledged"].map(st => api.get(alerts + "?state=" + st + "&limit=1000")));
+      const open = all.flatMap(r => Array.isArray(r) ? r : r?.alerts || r?.items || []);
       const byKind = new Map();
       for (const a of open) { const k = a.rule || a.kind || "other"; byKind.set(k, (byKind.get(k) || 0) + 1); }
-      stats.append(stat("Open alerts", String(open.length), "stat-alerts"));
+      const silent = open.filter(a => (a.rule || a.kind) === "silent");
+      stats.append(stat("Open alerts", String(open.length), "stat-alerts", open.filter(a => a.severity === "critical").length + " critical"),
+        stat("Meters silent", String(silent.length), "stat-silent", "no report within the expected interval"));
       alertsCard.append(byKind.size ? table([
-        { label: "Kind", value: ([k]) => k.replace(/_/g, " ") },
+        { label: "Rule", value: ([k]) => h("a", { href: "#/alerts" }, k.replace(/[_-]/g, " ")) },
         { label: "Open", value: ([, n]) => String(n), num: true },
-      ], [...byKind.entries()].sort((a, b) => b[1] - a[1])) : h("p", { class: "empty" }, "No open alerts."),
+      ], [...byKind.entries()].sort((a, b) => b[1] - a[1]), { class: "alerts-by-kind" }) : h("p", { class: "empty" }, "No open alerts."),
       h("p", {}, h("a", { href: "#/alerts" }, "All alerts")));
+      silentCard.append(silent.length ? table([
+        { label: "Meter", value: a => alertMeter(a) ? h("a", { href: "#/meters/" + encodeURIComponent(alertMeter(a)), class: "mono" }, alertMeter(a)) : a.subject },
+        { label: "Since", value: a => when(a.first_at) },
+        { label: "Summary", value: a => a.summary || "" },
+      ], silent.slice(0, 10)) : h("p", { class: "empty" }, "Every watched meter has reported recently."));
     } catch (e) { alertsCard.append(errorBox(e)); }
-  }
-
-  const silent = api.find("GET", /silent/);
-  const silentCard = h("section", { class: "card", id: "dash-silent" }, h("h2", {}, "Meters silent"));
-  body.append(silentCard);
-  if (!silent) silentCard.append(h("p", { class: "empty" }, "No data yet: meters' reports are not collected by this head-end yet."));
-  else if (!api.can(role, "GET", silent)) silentCard.remove();
-  else {
-    try {
-      let rows = await api.get(silent);
-      rows = Array.isArray(rows) ? rows : rows?.items || rows?.meters || [];
-      stats.append(stat("Meters silent", String(rows.length), "stat-silent"));
-      silentCard.append(autoTable(rows.slice(0, 10), "Every meter has reported recently."));
-    } catch (e) { silentCard.append(errorBox(e)); }
   }
 
   const camps = api.has("GET", "/campaigns") ? "/campaigns" : null;

@@ -56,7 +56,6 @@ function telemetryRoutes() {
   return {
     readings: api.find("GET", /^\/meters\/\{[a-z_]+\}\/(readings|consumption|usage|daily)$/),
     events: api.find("GET", /^\/meters\/\{[a-z_]+\}\/events$/),
-    alerts: api.find("GET", /^\/meters\/\{[a-z_]+\}\/alerts$/),
     allAlerts: api.find("GET", /^\/alerts$/),
   };
 }
@@ -148,8 +147,22 @@ export async function meterPage(ctx) {
   }
 
   listSection(sections.events, tr.events, role, path, "No events reported yet.", "The head-end does not collect meter events yet.");
-  const alertsPath = tr.alerts ? path(tr.alerts) : tr.allAlerts ? tr.allAlerts + "?meter=" + api.q(number) : null;
-  listSection(sections.alerts, alertsPath && (tr.alerts || tr.allAlerts), role, () => alertsPath, "No alerts for this meter.", "The head-end does not raise alerts yet.");
+  if (!tr.allAlerts) sections.alerts.append(h("p", { class: "empty" }, "No data yet: the head-end does not raise alerts yet."));
+  else if (!api.can(role, "GET", tr.allAlerts)) sections.alerts.remove();
+  else {
+    try {
+      const r = await api.get(tr.allAlerts + "?meter=" + api.q(number) + "&limit=50");
+      const rows = Array.isArray(r) ? r : r?.alerts || [];
+      sections.alerts.append(table([
+        { label: "Last seen", value: a => when(a.last_at), nowrap: true },
+        { label: "Rule", value: a => (a.rule || "").replace(/[_-]/g, " ") },
+        { label: "Severity", value: a => badge(a.severity || "—", a.severity === "critical" ? "bad" : a.severity === "warning" ? "warn" : "") },
+        { label: "Summary", value: a => a.summary || "" },
+        { label: "State", value: a => badge(a.state, a.state === "resolved" ? "ok" : a.state === "acknowledged" ? "warn" : "bad") },
+      ], rows, { empty: "No alerts for this meter.", class: "meter-alerts" }),
+      api.can(role, "GET", "/alerts") ? h("p", {}, h("a", { href: "#/alerts" }, "Alerts page")) : null);
+    } catch (e) { sections.alerts.append(errorBox(e)); }
+  }
 }
 
 // mergeReadings folds telemetry readings into the chart's days. It accepts

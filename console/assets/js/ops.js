@@ -19,7 +19,7 @@ export async function alertsPage(ctx) {
   const list = api.find("GET", /^\/alerts$/);
   const ack = api.find("POST", /^\/alerts\/\{[a-z_]+\}\/(ack|acknowledge)$/);
   const resolve = api.find("POST", /^\/alerts\/\{[a-z_]+\}\/resolve$/);
-  const stateSel = field("Show", { tag: "select", id: "alert-state", options: [{ value: "open", label: "Open" }, { value: "acknowledged", label: "Acknowledged" }, { value: "resolved", label: "Resolved" }, { value: "", label: "All" }] });
+  const stateSel = field("Show", { tag: "select", id: "alert-state", options: [{ value: "unresolved", label: "Unresolved (open and acknowledged)" }, { value: "open", label: "Open" }, { value: "acknowledged", label: "Acknowledged" }, { value: "resolved", label: "Resolved" }, { value: "", label: "All" }] });
   const out = h("section", { class: "card", id: "alerts" });
   clear(main).append(h("h1", {}, "Alerts"),
     h("form", { class: "row card", onsubmit: e => { e.preventDefault(); load(); } }, stateSel.el, h("button", { type: "submit", class: "primary" }, "Show")),
@@ -30,7 +30,9 @@ export async function alertsPage(ctx) {
     clear(out);
     try {
       const st = stateSel.input.value;
-      const rows = items(await api.get(list + (st ? "?state=" + api.q(st) : "")));
+      const states = st === "unresolved" ? ["open", "acknowledged"] : [st];
+      const pages = await Promise.all(states.map(x => api.get(list + "?limit=500" + (x ? "&state=" + api.q(x) : ""))));
+      const rows = pages.flatMap(items).sort((a, b) => String(b.last_at).localeCompare(String(a.last_at)));
       out.append(table([
         { label: "Last seen", value: a => when(a.last_at || a.raised_at || a.created_at || a.first_at), nowrap: true },
         { label: "Rule", value: a => (a.rule || a.kind || "").replace(/_/g, " ") },
@@ -38,9 +40,10 @@ export async function alertsPage(ctx) {
         { label: "Subject", value: a => alertMeter(a) ? h("a", { href: "#/meters/" + encodeURIComponent(alertMeter(a)), class: "mono" }, groupPAN(alertMeter(a))) : (a.subject || "—") },
         { label: "Summary", value: a => [a.summary || a.message || a.detail || "", a.count > 1 ? h("span", { class: "muted" }, " (×" + a.count + ")") : ""] },
         { label: "State", value: a => [badge(a.state || "open", a.state === "resolved" ? "ok" : a.state === "acknowledged" ? "warn" : "bad"),
-          a.acked_by ? h("div", { class: "hint" }, "ack " + a.acked_by) : "", a.note ? h("div", { class: "hint" }, "note: " + a.note) : ""] },
+          (a.acknowledged_by || a.acked_by) ? h("div", { class: "hint" }, "acknowledged by " + (a.acknowledged_by || a.acked_by)) : "",
+          a.resolved_by ? h("div", { class: "hint" }, "resolved by " + a.resolved_by) : "", a.note ? h("div", { class: "hint" }, "note: " + a.note) : ""] },
         { label: "Actions", value: a => actions(a) },
-      ], rows, { empty: "No alerts in this state." }));
+      ], rows, { empty: "No alerts in this state.", rowClass: a => "state-" + (a.state || "open") }));
     } catch (e) { out.append(errorBox(e)); }
   }
 
@@ -48,18 +51,18 @@ export async function alertsPage(ctx) {
     const id = a.id;
     const box = h("div", { class: "actions" });
     if (ack && api.can(role, "POST", ack) && (a.state || "open") === "open") {
-      box.append(h("button", { type: "button", onclick: async () => {
-        try { await api.post(api.fill(ack, { id }), {}); toast("Alert acknowledged."); load(); } catch (e) { toast(e.message); }
+      box.append(h("button", { type: "button", "data-ack": id, onclick: async () => {
+        try { await api.post(api.fill(ack, { id })); toast("Alert acknowledged."); load(); } catch (e) { toast(e.message); }
       } }, "Acknowledge"));
     }
     if (resolve && api.can(role, "POST", resolve) && a.state !== "resolved") {
-      const note = field("Resolution note", { tag: "textarea", required: true, rows: 2 });
-      const form = h("form", { hidden: true, onsubmit: async e => {
+      const note = field("Resolution note", { tag: "textarea", required: true, rows: 2, id: "resolve-note-" + id });
+      const form = h("form", { hidden: true, class: "resolve-form", "data-alert": id, onsubmit: async e => {
         e.preventDefault();
         if (!note.input.value.trim()) { note.input.setAttribute("aria-invalid", "true"); note.input.focus(); return; }
-        try { await api.post(api.fill(resolve, { id }), { note: note.input.value.trim() }); toast("Alert resolved."); load(); } catch (err) { toast(err.message); }
+        try { await api.post(api.fill(resolve, { id }), { note: note.input.value.trim() }); toast("Alert resolved."); load(); } catch (err) { toast(err.message); note.input.focus(); }
       } }, note.el, h("button", { type: "submit", class: "primary" }, "Resolve"));
-      box.append(h("button", { type: "button", onclick: () => { form.hidden = false; note.input.focus(); } }, "Resolve…"), form);
+      box.append(h("button", { type: "button", "data-resolve": id, onclick: () => { form.hidden = false; note.input.focus(); } }, "Resolve…"), form);
     }
     return box;
   }
