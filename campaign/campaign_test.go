@@ -487,6 +487,23 @@ func TestCampaignRefusals(t *testing.T) {
 		if _, _, err := e.startApproved(ctx, Spec{Name: "one", Kind: KindMeterKey, KeyVersion: 2}); !errors.Is(err, ErrInvalid) {
 			t.Fatalf("duplicate name: %v", err)
 		}
+		// A cancellation during a run stops it at the next batch.
+		e.svc.cfg.Batch = 1
+		more, _, err := e.startApproved(ctx, Spec{Name: "two", Kind: KindMeterKey, KeyVersion: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = e.svc.Run(ctx, more.ID, "operator:admin", func(Progress) {
+			if err := e.svc.Cancel(ctx, "operator:supervisor", more.ID); err != nil {
+				t.Error(err)
+			}
+		})
+		if !errors.Is(err, ErrFinished) {
+			t.Fatalf("run cancelled meanwhile: %v", err)
+		}
+		if st, _ := e.svc.Status(ctx, more.ID); st.Progress.Issued != 1 || st.Progress.Pending != 1 {
+			t.Fatalf("after the cancellation: %+v", st.Progress)
+		}
 		if err := e.svc.Cancel(ctx, "operator:admin", c.ID); err != nil {
 			t.Fatal(err)
 		}

@@ -88,6 +88,14 @@ func (s *Service) Run(ctx context.Context, id int64, actor string, progress func
 		var n, last int64
 		err := s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
 			n, last = 0, 0
+			// A cancellation by another operator stops the run at the
+			// next batch.
+			if cur, err := tx.Campaigns().ByID(ctx, c.ID); err != nil || cur.State != store.CampaignRunning {
+				if err == nil {
+					err = fmt.Errorf("%w: campaign %s was %s during the run", ErrFinished, c.Name, cur.State)
+				}
+				return err
+			}
 			ids, err := tx.Campaigns().Pending(ctx, c.ID, after, s.cfg.Batch)
 			if err != nil {
 				return err
