@@ -7,6 +7,17 @@
 // enforces (roles, dual control, float checks, idempotent vending) holds for
 // the console too, and nothing the console shows is reachable any other way.
 //
+// Pages (assets/js): login with the first-run password change (app.js);
+// vend, receipt and reprint (vend.js); meters, customers and the meter page
+// with its daily chart drawn as inline SVG (meter.js, chart.js); dashboard
+// (dashboard.js); alerts and key-change campaigns (ops.js); engineering
+// requests under dual control (engineering.js); reports (reports.js);
+// operators, API keys and the audit log (admin.js). Which pages and buttons
+// an operator sees comes from the API's own OpenAPI document (x-roles), so
+// the console follows the server's role rules and shows routes other
+// packages contribute as soon as the head-end serves them; a page whose API
+// is missing says "no data yet" instead of failing.
+//
 // Security choices:
 //
 //   - Every page is served with a Content-Security-Policy that allows
