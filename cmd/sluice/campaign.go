@@ -219,6 +219,10 @@ func cmdCampaignRun(ctx context.Context, sio stdio, args []string) error {
 	}
 	defer e.Close()
 	c, err := e.svc.Lookup(ctx, ref)
+	if errors.Is(err, context.Canceled) {
+		fmt.Fprintln(sio.err, "interrupted before the run began")
+		return exitError{130}
+	}
 	if err != nil {
 		return err
 	}
