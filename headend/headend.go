@@ -18,19 +18,23 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"time"
 
 	"sluice/auditlog"
 	"sluice/auth"
+	"sluice/channel"
 	"sluice/config"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/report"
 	"sluice/server"
 	"sluice/store/postgres"
 	"sluice/store/sqlite"
 	"sluice/store/sqlstore"
 	"sluice/vend"
+	"sluice/webhook"
 )
 
 // BootstrapFile is the name, inside the data directory, of the first-run
@@ -56,10 +60,11 @@ type Headend struct {
 	km   kms.KeyManager
 	auth *auth.Service
 	vend *vend.Service
-	// Background work stops in order: the key-use recorder flushes first,
-	// then the audit sealer chains what it flushed.
-	stopRecorder, stopSealer context.CancelFunc
-	recorder, sealer         sync.WaitGroup
+	// Background work stops in order: the workers (webhooks, telemetry)
+	// first, then the key-use recorder flushes, then the audit sealer chains
+	// what was flushed.
+	stopWorkers, stopRecorder, stopSealer context.CancelFunc
+	workers, recorder, sealer             sync.WaitGroup
 }
 
 // Options adjusts Start for tests and tools.
@@ -131,10 +136,15 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	rec := &kmsRecorder{st: db, log: log}
 	h.km = kms.WithAudit(km, rec)
 	h.auth = auth.NewService(db, params, opt.Now)
-	h.vend = vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: h.km}, Now: opt.Now, Logger: log})
+	loc, err := cfg.Location()
+	if err != nil {
+		return nil, fmt.Errorf("timezone: %w", err)
+	}
+	h.vend = vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: h.km}, Now: opt.Now, Location: loc, Logger: log})
+	workCtx, stopWork := context.WithCancel(context.Background())
 	recCtx, stopRec := context.WithCancel(context.Background())
 	sealCtx, stopSeal := context.WithCancel(context.Background())
-	h.stopRecorder, h.stopSealer = stopRec, stopSeal
+	h.stopWorkers, h.stopRecorder, h.stopSealer = stopWork, stopRec, stopSeal
 	h.recorder.Go(func() { rec.run(recCtx, 500*time.Millisecond) })
 	h.sealer.Go(func() { auditlog.RunSealer(sealCtx, db, auditlog.SealerOptions{KMS: h.km, Logger: log}) })
 	defer func() {
@@ -143,14 +153,27 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 		}
 	}()
 
-	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version})
+	// Reports, payment channels and webhooks join the API.
+	box, err := webhook.NewBox(ctx, h.km)
+	if err != nil {
+		return nil, fmt.Errorf("webhook secrets: %w", err)
+	}
+	rep := report.New(db, loc, opt.Now)
+	ch := channel.New(db, h.vend, opt.Now, "")
+	extra := slices.Concat(report.Routes(rep), channel.Routes(ch), webhook.Routes(webhook.NewAdmin(db, box, opt.Now)))
+	h.workers.Go(func() { webhook.New(webhook.Config{Store: db, Logger: log, Box: box}).Run(workCtx) })
+
+	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version, Extra: extra})
 	srv.Registry().MustRegister(auditlog.NewCollector(db))
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/reports/{name}/export", rep.ExportHandler(h.auth))
+	mux.Handle("/", srv.Handler())
 	h.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)
 	}
 	h.http = &http.Server{
-		Handler:           srv.Handler(),
+		Handler:           mux,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      60 * time.Second,
@@ -179,6 +202,8 @@ func (h *Headend) URL() string {
 func (h *Headend) Addr() net.Addr { return h.listener.Addr() }
 
 func (h *Headend) stopBackground() {
+	h.stopWorkers()
+	h.workers.Wait()
 	h.stopRecorder()
 	h.recorder.Wait()
 	h.stopSealer()
