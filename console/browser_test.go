@@ -685,25 +685,26 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if err != nil || pending != "1" {
 		t.Fatalf("campaign page %s shows %s pending", campaignURL, pending)
 	}
-	// Dual control: another operator approves, where the head-end asks
-	// for it.
-	var needsApproval bool
-	run(t, ctx, "campaign approval",
-		into(&needsApproval, chromedp.Evaluate[bool](`!!document.getElementById("campaign-needs-approval")`)))
-	if needsApproval {
-		run(t, ctx, "approve campaign",
-			logout(),
-			login("sam", "supervisor password one"),
-			chromedp.WaitVisible(css("#top")),
-			chromedp.Navigate(campaignURL),
-			chromedp.WaitVisible(css("#campaign-approve")),
-			chromedp.Click(css("#campaign-approve")),
-			chromedp.WaitVisible(css("#campaign-approved")),
-			logout(),
-			login("admin", adminPass),
-			chromedp.WaitVisible(css("#top")),
-			chromedp.Navigate(campaignURL),
-			chromedp.WaitVisible(css("#campaign-counts")))
+	// Dual control: the proposer cannot approve; another operator does.
+	var approveOffered bool
+	run(t, ctx, "approve campaign",
+		chromedp.WaitVisible(css("#campaign-needs-approval")),
+		into(&approveOffered, chromedp.Evaluate[bool](`!!document.getElementById("campaign-approve")`)),
+		logout(),
+		login("sam", "supervisor password one"),
+		chromedp.WaitVisible(css("#top")),
+		chromedp.Navigate(campaignURL),
+		chromedp.WaitVisible(css("#campaign-approve")),
+		shot(t, dir, "12-campaign-approval"),
+		chromedp.Click(css("#campaign-approve")),
+		chromedp.WaitVisible(css("#campaign-approved")),
+		logout(),
+		login("admin", adminPass),
+		chromedp.WaitVisible(css("#top")),
+		chromedp.Navigate(campaignURL),
+		chromedp.WaitVisible(css("#campaign-counts")))
+	if approveOffered {
+		t.Errorf("the console offered the proposer to approve its own campaign")
 	}
 	h.runCampaign(id)
 	run(t, ctx, "campaign issued",
@@ -713,7 +714,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css(`button[data-meter="`+pan+`"]`)),
 		chromedp.WaitVisible(css("#campaign-tokens")),
 		into(&campaignTokens, chromedp.Evaluate[[]tokenView](strings.ReplaceAll(readTokens, "#receipt #tokens", "#campaign-tokens ol.tokens"))),
-		shot(t, dir, "12-campaign"),
+		shot(t, dir, "13-campaign"),
 		chromedp.Click(css("#mark-delivered")),
 		chromedp.WaitVisible(css(`#campaign-tokens[data-state="delivered"]`)),
 		into(&delivered, chromedp.Text(css(`#campaign-counts td[data-state="delivered"]`))))
@@ -752,7 +753,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css("#eng-approve")),
 		chromedp.WaitVisible(css(`#eng-request[data-state="issued"] ol.tokens`)),
 		into(&engTokens, chromedp.Evaluate[[]tokenView](strings.ReplaceAll(readTokens, "#receipt #tokens", "#eng-request ol.tokens"))),
-		shot(t, dir, "13-engineering"))
+		shot(t, dir, "14-engineering"))
 	if len(engTokens) != 1 || engTokens[0].Kind != "engineering" || !grouped.MatchString(engTokens[0].Digits) {
 		t.Errorf("engineering tokens %+v", engTokens)
 	}
@@ -767,7 +768,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Navigate(h.url+"/#/vend"),
 		chromedp.WaitVisible(css("#vend-search")),
 		into(&menuShown, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("menu-toggle")).display !== "none"`)),
-		shot(t, dir, "14-tablet-vend"))
+		shot(t, dir, "15-tablet-vend"))
 	if !menuShown {
 		t.Errorf("no menu button on a tablet")
 	}
