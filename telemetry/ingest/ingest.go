@@ -127,11 +127,22 @@ type Ingest struct {
 	counts  [numResults]atomic.Uint64
 	metrics *collector
 
+	// ackers send the acknowledgements of committed batches: sending one
+	// is a write to a connection, slow enough that a worker sending them
+	// itself caps the whole pipeline. A meter's acks always go through the
+	// same acker, so they leave in the order its messages arrived, as
+	// MQTT requires.
+	ackers []chan []func()
+	ackWG  sync.WaitGroup
+
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	closed atomic.Bool
 }
+
+// numAckers is how many acknowledgement senders run.
+const numAckers = 8
 
 type item struct {
 	meter Meter
@@ -196,6 +207,19 @@ func New(cfg Config) (*Ingest, error) {
 // Start runs the workers until Close.
 func (in *Ingest) Start(ctx context.Context) {
 	in.ctx, in.cancel = context.WithCancel(context.WithoutCancel(ctx))
+	in.ackers = make([]chan []func(), numAckers)
+	for i := range in.ackers {
+		in.ackers[i] = make(chan []func(), 64)
+		in.ackWG.Add(1)
+		go func() {
+			defer in.ackWG.Done()
+			for acks := range in.ackers[i] {
+				for _, ack := range acks {
+					ack()
+				}
+			}
+		}()
+	}
 	for i := range in.queues {
 		in.wg.Add(1)
 		go func() {
@@ -215,6 +239,11 @@ func (in *Ingest) Close() error {
 		in.cancel()
 	}
 	in.wg.Wait()
+	// Acks of committed batches still go out.
+	for _, a := range in.ackers {
+		close(a)
+	}
+	in.ackWG.Wait()
 	return nil
 }
 
@@ -372,7 +401,6 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 	last := make(map[int64]store.ReplayState)
 	var frames []store.TelemetryFrame
 	var keep []int // batch index of each entry of frames
-	var rejected []func()
 	var reused, old int
 	var reusedBy []item
 	for i, it := range batch {
@@ -385,11 +413,9 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 		case replay.Reused:
 			reused++
 			reusedBy = append(reusedBy, it)
-			rejected = append(rejected, it.ack)
 			continue
 		case replay.TooOld:
 			old++
-			rejected = append(rejected, it.ack)
 			continue
 		}
 		// New, or Duplicate: the store decides between a retransmission
@@ -438,11 +464,16 @@ func (in *Ingest) store(ctx context.Context, cache map[int64]replay.Window, batc
 			reusedBy = append(reusedBy, batch[keep[j]])
 		}
 	}
-	for _, ack := range rejected {
-		ack()
+	// Every message of the batch is judged now: acknowledge them all, in
+	// arrival order per meter.
+	var shards [numAckers][]func()
+	for _, it := range batch {
+		shards[it.meter.Number%numAckers] = append(shards[it.meter.Number%numAckers], it.ack)
 	}
-	for _, i := range keep {
-		batch[i].ack()
+	for i, acks := range shards {
+		if len(acks) > 0 {
+			in.ackers[i] <- acks
+		}
 	}
 	if in.cfg.OnStored != nil && len(stored) > 0 {
 		in.cfg.OnStored(ctx, stored)
