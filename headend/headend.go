@@ -24,6 +24,8 @@ import (
 
 	"sluice/auditlog"
 	"sluice/auth"
+	"sluice/campaign"
+	"sluice/campaign/campaignapi"
 	"sluice/channel"
 	"sluice/config"
 	"sluice/kms"
@@ -34,6 +36,7 @@ import (
 	"sluice/store/sqlite"
 	"sluice/store/sqlstore"
 	"sluice/vend"
+	"sluice/vend/engineeringapi"
 	"sluice/webhook"
 )
 
@@ -160,7 +163,9 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	}
 	rep := report.New(db, loc, opt.Now)
 	ch := channel.New(db, h.vend, opt.Now, "")
-	extra := slices.Concat(report.Routes(rep), channel.Routes(ch), webhook.Routes(webhook.NewAdmin(db, box, opt.Now)))
+	camp := campaign.New(campaign.Config{Store: db, Vend: h.vend, KM: h.km, Now: opt.Now, Logger: log})
+	extra := slices.Concat(report.Routes(rep), channel.Routes(ch), webhook.Routes(webhook.NewAdmin(db, box, opt.Now)),
+		engineeringapi.Routes(h.vend), campaignapi.Routes(camp))
 	h.workers.Go(func() { webhook.New(webhook.Config{Store: db, Logger: log, Box: box}).Run(workCtx) })
 
 	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version, Extra: extra})
