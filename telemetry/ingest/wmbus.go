@@ -101,9 +101,15 @@ func LinkAddress(raw []byte) (string, error) {
 	if len(b) < 10 {
 		return "", wmbus.ErrShort
 	}
-	m := wmbus.ManufacturerCode(uint16(b[2]) | uint16(b[3])<<8)
+	m := strings.ToUpper(wmbus.ManufacturerCode(uint16(b[2]) | uint16(b[3])<<8))
+	if _, ok := wmbus.MField(m); !ok {
+		return "", fmt.Errorf("link layer M-field %02x%02x: not a manufacturer code: %w", b[3], b[2], wmbus.ErrRecord)
+	}
 	id := fmt.Sprintf("%02x%02x%02x%02x", b[7], b[6], b[5], b[4])
-	return strings.ToUpper(m) + id, nil
+	if strings.Trim(id, "0123456789") != "" {
+		return "", fmt.Errorf("link layer identification %s: not BCD: %w", id, wmbus.ErrRecord)
+	}
+	return m + id, nil
 }
 
 func (w *WMBus) key(ctx context.Context, address string) (cached, error) {
