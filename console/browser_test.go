@@ -108,13 +108,20 @@ func startHeadend(t *testing.T) *headend {
 	campaigns := campaign.New(campaign.Config{Store: db, Vend: v, KM: km})
 	// Routes other packages contribute, as the head-end wires them.
 	var extra []server.Route
-	extra = append(extra, report.Routes(report.New(db, time.UTC, nil))...)
+	reports := report.New(db, time.UTC, nil)
+	extra = append(extra, report.Routes(reports)...)
 	extra = append(extra, campaignapi.Routes(campaigns)...)
 	extra = append(extra, engineeringapi.Routes(v)...)
 	protection := protect.New(protect.Config{Store: db})
 	extra = append(extra, protect.Routes(protection)...)
-	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: v, Extra: extra})
-	ts := httptest.NewServer(Mount(srv.Handler()))
+	authSvc := auth.NewService(db, cheap, nil)
+	srv := server.New(server.Config{Store: db, Auth: authSvc, Vend: v, Extra: extra})
+	// The head-end's mux: the report export beside the route table, and
+	// the console mounted at / in front of the API.
+	mux := http.NewServeMux()
+	mux.Handle("GET /api/v1/reports/{name}/export", reports.ExportHandler(authSvc))
+	mux.Handle("/", Mount(srv.Handler()))
+	ts := httptest.NewServer(mux)
 	t.Cleanup(ts.Close)
 	return &headend{url: ts.URL, bootstrap: cred, seal: func() {
 		if _, err := auditlog.Seal(ctx, db, anchors, 1000); err != nil {
@@ -582,7 +589,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	h.raise(pan, protect.Finding{Rule: protect.RuleSilent, Severity: "warning", Summary: "no report for 26 hours"})
 
 	// The supervisor opens the meter page: key state, the chart, the tokens.
-	var krn, vendsToday, revenueToday, openAlerts, silent string
+	var krn, vendsToday, revenueToday, openAlerts, silent, exportCSV string
 	var tokenRows, bars, reportRows, meterAlerts, resolved int
 	run(t, ctx, "meter page",
 		logout(),
@@ -611,6 +618,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css(`#report-form button[type="submit"]`)),
 		chromedp.WaitVisible(css("#report-out table.report")),
 		into(&reportRows, chromedp.Evaluate[int](`document.querySelectorAll("#report-out tbody tr:not(.total)").length`)),
+		into(&exportCSV, chromedp.Evaluate[string](`fetch(document.getElementById("report-export").href).then(r => r.ok ? r.text() : "HTTP " + r.status)`, chromedp.EvalAwaitPromise)),
 		shot(t, dir, "08-report"),
 		// Alerts: acknowledge one, resolve the other with a note.
 		chromedp.Click(css(`#nav a[href="#/alerts"]`)),
@@ -631,6 +639,10 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 	if resolved != 1 {
 		t.Errorf("%d resolved alerts listed, want 1", resolved)
+	}
+	// Header, two purchases, totals.
+	if lines := strings.Split(strings.TrimSpace(exportCSV), "\n"); len(lines) != 4 || !strings.HasPrefix(lines[0], "time,") || !strings.HasPrefix(lines[3], "total,") {
+		t.Errorf("report export: %q", exportCSV)
 	}
 	if reportRows != 2 {
 		t.Errorf("vends report shows %d rows, want 2", reportRows)

@@ -31,7 +31,8 @@ export async function reportsPage(ctx) {
       clear(out).append(h("p", { class: "muted" }, "Running…"));
       try {
         const doc = await api.get("/reports/" + api.q(name.input.value) + "?" + q);
-        clear(out).append(render(doc));
+        q.set("format", "csv");
+        clear(out).append(render(doc, "/api/v1/reports/" + api.q(name.input.value) + "/export?" + q));
       } catch (err) { clear(out).append(errorBox(err)); }
     } }, h("div", { class: "row" }, name.el, from.el, to.el, vendor.el, h("button", { type: "submit", class: "primary" }, "Run"))),
     out);
@@ -46,7 +47,7 @@ function cell(col, v) {
   return String(v);
 }
 
-function render(doc) {
+function render(doc, exportURL) {
   const cols = doc.columns || [];
   const rows = doc.rows || [];
   const t = table(cols.map(c => ({ label: c.name.replace(/_cents$/, "").replace(/_/g, " "), value: r => cell(c.name, r[c.name]), num: c.sum || isMoney(c.name) })), rows,
@@ -57,8 +58,10 @@ function render(doc) {
       i === 0 ? "Total" : c.name in doc.totals ? cell(c.name, doc.totals[c.name]) : ""))));
   }
   const csv = [cols.map(c => c.name).join(",")].concat(rows.map(r => cols.map(c => csvField(r[c.name])).join(","))).join("\r\n") + "\r\n";
-  const link = h("a", { class: "button", download: doc.report + ".csv", href: URL.createObjectURL(new Blob([csv], { type: "text/csv" })) }, "Download CSV");
-  return h("div", {}, h("h2", {}, doc.title || doc.report), h("p", { class: "muted" }, rows.length + " rows"), t, h("div", { class: "actions" }, link));
+  const link = h("a", { class: "button", id: "report-csv", download: doc.report + ".csv", href: URL.createObjectURL(new Blob([csv], { type: "text/csv" })) }, "Download these rows (CSV)");
+  // The head-end streams reports of any size beside the JSON route.
+  const all = h("a", { class: "button", id: "report-export", href: exportURL, download: doc.report + ".csv" }, "Export the whole report (CSV)");
+  return h("div", {}, h("h2", {}, doc.title || doc.report), h("p", { class: "muted" }, rows.length + " rows"), t, h("div", { class: "actions" }, link, all));
 }
 
 function csvField(v) {
