@@ -834,3 +834,59 @@ func TestFormatting(t *testing.T) {
 	}
 	probs.check(t)
 }
+
+// TestChartFromReadings feeds the meter page's chart code the readings a
+// meter reports (a cumulative forward register and its credit in litres)
+// and checks the daily consumption it draws.
+func TestChartFromReadings(t *testing.T) {
+	ctx, probs := browser(t)
+	ts := httptest.NewServer(Handler())
+	t.Cleanup(ts.Close)
+	type bar struct {
+		Date   string `json:"date"`
+		Litres int    `json:"litres"`
+	}
+	type drawn struct {
+		Consumption []bar `json:"consumption"`
+		Credit      []bar `json:"credit"`
+		Points      int   `json:"points"`
+	}
+	var got drawn
+	run(t, ctx, "chart",
+		chromedp.Navigate(ts.URL+"/chart-test"),
+		into(&got, chromedp.Evaluate[drawn](`Promise.all([import("/js/meter.js"), import("/js/chart.js")]).then(([m, c]) => {
+			const days = ["2026-11-20", "2026-11-21", "2026-11-22"].map(date => ({ date, credit: 0 }));
+			const byDate = new Map(days.map(d => [d.date, d]));
+			days[1].credit = 5000;
+			m.mergeReadings([
+				{ time: "2026-11-20T06:00:00Z", forward: 1000, credit: 9000, unit: 1 },
+				{ time: "2026-11-20T20:00:00Z", forward: 1400, credit: 8600, unit: 1 },
+				{ time: "2026-11-21T20:00:00Z", forward: 1750, credit: 13250, unit: 1 },
+				{ time: "2026-11-22T20:00:00Z", forward: 2250, credit: 12750, unit: 1 },
+			], byDate);
+			const fig = c.dailyChart(days, { id: "t" });
+			document.body.append(fig);
+			const bars = cls => [...fig.querySelectorAll("rect." + cls)].map(r => ({ date: r.dataset.date, litres: Number(r.dataset.litres) }));
+			return { consumption: bars("bar-consumption"), credit: bars("bar-credit"), points: fig.querySelectorAll("circle.pt-credit").length };
+		})`, chromedp.EvalAwaitPromise)),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			png, err := chromedp.Screenshot(css("figure.chart-figure"))(ctx, tg)
+			if err == nil {
+				p := filepath.Join(artifacts(t), "chart-from-readings.png")
+				t.Logf("screenshot %s", p)
+				err = os.WriteFile(p, png, 0o644)
+			}
+			return err
+		}))
+	want := "[{2026-11-20 400} {2026-11-21 350} {2026-11-22 500}]"
+	if fmt.Sprint(got.Consumption) != want {
+		t.Errorf("consumption bars %v, want %s", got.Consumption, want)
+	}
+	if fmt.Sprint(got.Credit) != "[{2026-11-20 0} {2026-11-21 5000} {2026-11-22 0}]" {
+		t.Errorf("credit bars %v", got.Credit)
+	}
+	if got.Points != 3 {
+		t.Errorf("%d balance points, want 3", got.Points)
+	}
+	probs.check(t)
+}

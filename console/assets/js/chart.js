@@ -50,7 +50,7 @@ export function dailyChart(days, opts = {}) {
   const legend = h("div", { class: "legend" },
     hasCons ? h("span", {}, h("i", { class: "sw-consumption" }), "Consumption") : null,
     hasCredit ? h("span", {}, h("i", { class: "sw-credit" }), "Credit issued") : null,
-    hasBal ? h("span", {}, h("i", { class: "sw-credit" }), "Credit balance (line)") : null);
+    hasBal ? h("span", {}, h("i", { class: "sw-balance" }), "Credit left on the meter") : null);
   return h("figure", { class: "chart-figure" }, svg, legend);
 }
 

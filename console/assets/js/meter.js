@@ -169,7 +169,7 @@ export async function meterPage(ctx) {
 // daily rows ({date|day, litres|consumption_litres|used_litres, credit_litres|balance_litres})
 // or raw readings ({time|at, forward litres register, credit with unit 1 =
 // litres}), the meter's cumulative register differenced per day.
-function mergeReadings(rows, byDate) {
+export function mergeReadings(rows, byDate) {
   if (!Array.isArray(rows)) rows = rows?.days || rows?.readings || null;
   if (!Array.isArray(rows)) return;
   const raw = [];
