@@ -9,6 +9,15 @@
 //   - replay: the per-meter replay window that tells new frames from
 //     retransmissions, reused counters and frames too old to judge.
 //
-// The adapters (embedded broker, MQTT client, batched ingest into the store)
-// build on these and keep all I/O out of them.
+// The adapters build on these and keep all I/O out of them:
+//
+//   - broker: one small interface over the embedded MQTT broker (per-meter
+//     credentials, ACLs) and a client of an external broker;
+//   - ingest: verification, replay classification, batched idempotent
+//     storage acknowledged after commit, back-pressure, counters; wM-Bus
+//     gateway telegrams;
+//   - mqttlink: the meter's side (frames sealed and published; the fleet
+//     emulator's uplink);
+//   - service: all of it wired for the head-end, with revenue protection
+//     (package protect) and remote top-up delivery.
 package telemetry

@@ -15,6 +15,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"sluice/auth"
 	"sluice/internal/testenv"
 	"sluice/keys"
 	"sluice/kms"
@@ -306,5 +307,95 @@ func fleetTest(t *testing.T, db *sqlstore.DB, embedded bool) {
 	}
 	if a := alerts(protect.RuleUnsoldCredit); len(a) != 1 {
 		t.Fatalf("a sold remote top-up raised unsold credit: %+v", a)
+	}
+}
+
+// Gateways log in with their configured credentials and may publish only
+// on their own topic; their telegrams become readings.
+func TestGatewayOnEmbeddedBroker(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	ctx := context.Background()
+	km := newKMS(t)
+	var meterID int64
+	db.Tx(ctx, func(tx store.Tx) error {
+		tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)})
+		m, err := tx.Meters().Create(ctx, store.Meter{Number: "76348799", Kind: store.MeterAMI, TariffCode: "DOM"})
+		meterID = m.ID
+		return err
+	})
+	p := prefix()
+	svc, err := New(Config{Listen: "127.0.0.1:0", Prefix: p, Gateways: map[string]string{"gw-north-1": "gateway secret"}, DeliverEvery: time.Hour},
+		Deps{Store: db, KMS: km})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	key := []byte{0x28, 0xF6, 0x4A, 0x24, 0x98, 0x80, 0x64, 0xA0, 0x79, 0xAA, 0x2C, 0x80, 0x7D, 0x61, 0x02, 0xAE}
+	if _, err := svc.WMBus.Register(ctx, meterID, "KAM76348799", key); err != nil {
+		t.Fatal(err)
+	}
+	url := "mqtt://" + svc.Broker.(*broker.Embedded).Addr()
+	if _, err := mqttlink.Dial(ctx, mqttlink.DialConfig{URL: url, Username: "gw-north-1", Password: "wrong", Prefix: p}); err == nil {
+		t.Fatal("a gateway logged in with a wrong password")
+	}
+	gw, err := mqttlink.Dial(ctx, mqttlink.DialConfig{URL: url, Username: "gw-north-1", Password: "gateway secret", Prefix: p})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gw.Close()
+	tg := []byte("2A442D2C998734761B168D2091D37CAC21E1D68CDAFFCD3DC452BD802913FF7B1706CA9E355D6C2701CC24\n")
+	if err := gw.Publish(ctx, "sluice/v1/wmbus/gw-south-2", tg); err == nil {
+		t.Fatal("a gateway published as another")
+	}
+	if err := gw.Publish(ctx, "sluice/v1/wmbus/gw-north-1", tg); err != nil {
+		t.Fatal(err)
+	}
+	db.Read(ctx, func(tx store.Tx) error {
+		rs, _ := tx.Telemetry().Readings(ctx, meterID, time.Time{}, time.Now().Add(time.Hour), 10)
+		if len(rs) != 1 || rs[0].Forward != 6408 {
+			t.Errorf("readings %+v", rs)
+		}
+		return nil
+	})
+}
+
+func TestPendingRoute(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	ctx := context.Background()
+	svc, err := New(Config{Mode: "off"}, Deps{Store: db, KMS: newKMS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	db.Tx(ctx, func(tx store.Tx) error {
+		tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)})
+		m, err := tx.Meters().Create(ctx, store.Meter{Number: "4710001", Kind: store.MeterAMI, TariffCode: "DOM"})
+		if err != nil {
+			return err
+		}
+		_, err = tx.Tokens().Create(ctx, store.Token{MeterID: m.ID, Kind: store.TokenCredit, Voucher: []byte{1}, VoucherSeq: 9, Litres: 250})
+		return err
+	})
+	var route func() (any, error)
+	for _, r := range svc.Routes() {
+		if r.Path == "/downlinks/pending" {
+			route = func() (any, error) { return r.Handler(ctx, nil, auth.Principal{}) }
+			if fmt.Sprint(r.Roles) != fmt.Sprint([]string{auth.Supervisor, auth.Admin, auth.Auditor}) {
+				t.Fatalf("roles %v", r.Roles)
+			}
+		}
+	}
+	if route == nil {
+		t.Fatal("no pending downlinks route")
+	}
+	v, err := route()
+	if err != nil {
+		t.Fatal(err)
+	}
+	l := v.(PendingList)
+	if len(l.Downlinks) != 1 || l.Downlinks[0].Meter != "4710001" || l.Downlinks[0].VoucherSeq != 9 || l.Downlinks[0].Litres != 250 || l.Downlinks[0].Attempts != 0 {
+		t.Fatalf("pending %+v", l)
 	}
 }
