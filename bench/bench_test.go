@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -196,7 +195,7 @@ func benchVend(b *testing.B, r *rig, clients, terminals int) {
 	ctx := context.Background()
 	work := make(chan int, clients)
 	errs := make(chan error, clients)
-	cpu0 := cpuTime()
+	cpu0 := processCPU()
 	b.ResetTimer()
 	for c := range clients {
 		go func() {
@@ -221,13 +220,7 @@ func benchVend(b *testing.B, r *rig, clients, terminals int) {
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "purchases/s")
 	// CPU of this process (clients and head-end, not the PostgreSQL
 	// server) per purchase: steadier than wall time on a shared machine.
-	b.ReportMetric(float64((cpuTime()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	b.ReportMetric(float64((processCPU()-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
 }
 
 func BenchmarkFleetDay(b *testing.B) {
