@@ -194,14 +194,22 @@ func New(cfg Config) (*Ingest, error) {
 	in.metrics.batches = prometheus.NewHistogram(prometheus.HistogramOpts{Name: "sluice_telemetry_batch_seconds",
 		Help: "Time to store one batch of frames.", Buckets: prometheus.ExponentialBuckets(0.001, 2, 12)})
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(in.metrics); err != nil {
-			return nil, fmt.Errorf("ingest: metrics: %w", err)
-		}
-		if err := cfg.Registerer.Register(in.metrics.batches); err != nil {
-			return nil, fmt.Errorf("ingest: metrics: %w", err)
+		if err := in.Register(cfg.Registerer); err != nil {
+			return nil, err
 		}
 	}
 	return in, nil
+}
+
+// Register adds the ingest's metrics to r (when Config.Registerer was not
+// available at New).
+func (in *Ingest) Register(r prometheus.Registerer) error {
+	for _, c := range []prometheus.Collector{in.metrics, in.metrics.batches} {
+		if err := r.Register(c); err != nil {
+			return fmt.Errorf("ingest: metrics: %w", err)
+		}
+	}
+	return nil
 }
 
 // Start runs the workers until Close.

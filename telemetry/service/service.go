@@ -77,7 +77,7 @@ type Config struct {
 type Deps struct {
 	Store store.Store
 	KMS   kms.KeyManager
-	// Registerer receives the metrics (server.Server.Registry()).
+	// Registerer receives the metrics; nil leaves them for Register.
 	Registerer prometheus.Registerer
 	Logger     *slog.Logger
 	Now        func() time.Time
@@ -159,6 +159,10 @@ func New(cfg Config, deps Deps) (*Service, error) {
 	s.Ingest = in
 	return s, nil
 }
+
+// Register adds the telemetry metrics to r, for a registry that exists only
+// after New (the HTTP server's, which needs Routes first).
+func (s *Service) Register(r prometheus.Registerer) error { return s.Ingest.Register(r) }
 
 // Start creates the coming months' reading partitions, starts the broker
 // (or connects to it), the ingest and the background loops.

@@ -399,3 +399,37 @@ func TestPendingRoute(t *testing.T) {
 		t.Fatalf("pending %+v", l)
 	}
 }
+
+// The head-end's wiring: routes before the server exists, metrics into
+// the server's registry after.
+func TestWiringOrder(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	svc, err := New(Config{Mode: "off"}, Deps{Store: db, KMS: newKMS(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(svc.Routes()) != 5 {
+		t.Fatalf("%d routes", len(svc.Routes()))
+	}
+	reg := prometheus.NewRegistry()
+	if err := svc.Register(reg); err != nil {
+		t.Fatal(err)
+	}
+	if err := svc.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, _ := reg.Gather()
+	found := false
+	for _, mf := range mfs {
+		found = found || mf.GetName() == "sluice_telemetry_frames_total"
+	}
+	if !found {
+		t.Fatal("telemetry metrics not registered")
+	}
+	if err := svc.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := New(Config{Mode: "bogus"}, Deps{Store: db, KMS: newKMS(t)}); err == nil {
+		t.Fatal("bad mode accepted")
+	}
+}
