@@ -29,6 +29,7 @@ import (
 	"github.com/chromedp/cdproto/fetch"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/network"
+	"github.com/chromedp/cdproto/page"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -646,6 +647,56 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 	if reportRows != 2 {
 		t.Errorf("vends report shows %d rows, want 2", reportRows)
+	}
+
+	// Money: the supervisor records a float deposit, then undoes the
+	// second sale; its token was printed, so only a compensating entry is
+	// possible.
+	var depositMsg string
+	var floatAfter server.Vendor
+	run(t, ctx, "deposit and reversal",
+		chromedp.Click(css(`#nav a[href="#/vendors"]`)),
+		chromedp.WaitVisible(css("#deposit-form")),
+		chromedp.SendKeys(css("#deposit-vendor"), "SPAZA7"),
+		chromedp.SendKeys(css("#deposit-amount"), "1 500"),
+		chromedp.SendKeys(css("#deposit-ref"), "SLIP-77\r"),
+		chromedp.WaitVisible(css("#deposit-form .success")),
+		into(&depositMsg, chromedp.Text(css("#deposit-form .success"))),
+		shot(t, dir, "08c-floats"),
+		chromedp.Navigate(fmt.Sprintf("%s/#/receipts/%d", h.url, max(purchases[0].ID, purchases[1].ID))),
+		chromedp.WaitVisible(css("#reverse form")),
+		chromedp.SendKeys(css("#reverse-reason"), "customer paid twice"),
+		chromedp.Click(css("#reverse-compensate")),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			// Accept the confirmation dialog the reversal asks for.
+			go func() {
+				for ev, err := range chromedp.Events(ctx, page.JavascriptDialogOpening) {
+					if err != nil {
+						return
+					}
+					_ = ev
+					chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
+					return
+				}
+			}()
+			return nil
+		}),
+		chromedp.Click(css(`#reverse button[type="submit"]`)),
+		chromedp.WaitNotPresent(css("#reverse")),
+		shot(t, dir, "08d-reversed"))
+	if !strings.Contains(depositMsg, "SPAZA7 float is now 2 000.00") {
+		t.Errorf("deposit: %q", depositMsg)
+	}
+	var vendors []server.Vendor
+	super.must(200, "GET", "/vendors", nil, &vendors)
+	for _, v := range vendors {
+		if v.Code == "OFFICE1" {
+			floatAfter = v
+		}
+	}
+	// The compensated sale's 48.99 went back to the float.
+	if floatAfter.FloatCents != 1_000_000-34_684+4_899 {
+		t.Errorf("OFFICE1 float %d after the compensating entry", floatAfter.FloatCents)
 	}
 	if vendsToday != "2" || revenueToday != "346.84" {
 		t.Errorf("dashboard: %s vends today for %s, want 2 for 346.84", vendsToday, revenueToday)

@@ -8,6 +8,7 @@ import { operatorsPage, auditPage } from "./admin.js";
 import { alertsPage, campaignsPage, campaignPage } from "./ops.js";
 import { reportsPage } from "./reports.js";
 import { engineeringPage } from "./engineering.js";
+import { vendorsPage } from "./registry.js";
 
 const main = document.getElementById("main");
 const state = { me: null };
@@ -17,6 +18,7 @@ const pages = [
   { re: /^$/, nav: "Dashboard", render: dashboardPage, show: () => true },
   { re: /^vend$/, nav: "Vend", render: vendPage, show: r => api.can(r, "POST", "/purchases") },
   { re: /^receipts(?:\/(\d+))?$/, nav: "Receipts", href: "receipts", render: receiptPage, show: r => api.can(r, "GET", "/purchases/{id}") },
+  { re: /^vendors$/, nav: "Floats", render: vendorsPage, show: r => api.can(r, "GET", "/vendors") },
   { re: /^meters$/, nav: "Meters", render: metersPage, show: r => api.can(r, "GET", "/meters") },
   { re: /^meters\/(.+)$/, render: meterPage, show: r => api.can(r, "GET", "/meters/{number}") },
   { re: /^customers\/(.+)$/, render: customerPage, show: r => api.can(r, "GET", "/customers/{account}") },

@@ -3,6 +3,7 @@
 import { h, clear, field, errorBox, money, litres, groupToken, groupPAN, when, day, table, badge } from "./dom.js";
 import { dailyChart, lastDays } from "./chart.js";
 import * as api from "./api.js";
+import { registryForms } from "./registry.js";
 
 export async function metersPage(ctx) {
   const { main } = ctx;
@@ -18,6 +19,8 @@ export async function metersPage(ctx) {
       } catch (err) { clear(out).append(errorBox(err)); }
     } }, f.el, h("button", { type: "submit", class: "primary" }, "Search")),
     out);
+  const forms = await registryForms(ctx.role);
+  if (forms) main.append(forms);
 }
 
 function meterTable(ms) {

@@ -282,7 +282,35 @@ export async function receiptPage(ctx) {
   try {
     const r = await api.get("/purchases/" + api.q(id));
     clear(out).append(receiptView(r, true), receiptActions(null));
+    if (api.can(ctx.role, "POST", "/purchases/{id}/reverse") && !/revers|compensat/.test(r.state || "")) out.append(reverseForm(r, () => receiptPage(ctx)));
   } catch (e) {
     clear(out).append(errorBox(e));
   }
+}
+
+// reverseForm undoes a purchase (supervisors). The head-end reverses it
+// outright only when no credit can have reached the meter; otherwise the
+// supervisor may post a compensating entry, which returns the money to the
+// float and makes the water's value the customer's debt.
+function reverseForm(r, done) {
+  const reason = field("Reason", { id: "reverse-reason", required: true, autocomplete: "off" });
+  const compensate = h("input", { type: "checkbox", id: "reverse-compensate" });
+  const out = h("div", { "aria-live": "polite" });
+  return h("section", { class: "card no-print", id: "reverse" }, h("h2", {}, "Reverse this purchase"),
+    h("form", { class: "stack", onsubmit: async e => {
+      e.preventDefault();
+      clear(out);
+      if (!reason.input.value.trim()) { reason.input.setAttribute("aria-invalid", "true"); reason.input.focus(); return; }
+      if (!confirm("Reverse purchase #" + r.purchase_id + "?")) return;
+      try {
+        const x = await api.post("/purchases/" + r.purchase_id + "/reverse", { reason: reason.input.value.trim(), compensate: compensate.checked || undefined });
+        toast(x.mode === "compensated" ? "Compensating entry posted: " + money(x.refunded_cents) + " back to the float, " + money(x.debt_raised_cents) + " to the customer's debt." : "Purchase reversed: " + money(x.refunded_cents) + " back to the float.");
+        done();
+      } catch (err) {
+        out.append(errorBox(err.code === "not_reversible" ? new Error(err.message + " Tick the compensating entry to post one instead.") : err));
+      }
+    } }, reason.el,
+    h("div", { class: "row" }, h("label", { for: "reverse-compensate" }, compensate, " Post a compensating entry if the credit may have reached the meter")),
+    h("p", { class: "hint" }, "A token once printed may already be in the meter, so the head-end reverses outright only what cannot have reached it."),
+    h("div", { class: "actions" }, h("button", { type: "submit", class: "danger" }, "Reverse")), out));
 }
