@@ -123,6 +123,7 @@ async function logout() {
 // is logged in (hidden is not enough: they would stay in the document).
 function hideShell() {
   document.getElementById("top").hidden = true;
+  document.getElementById("toast").textContent = "";
   clear(document.getElementById("nav"));
   clear(document.getElementById("who"));
 }
