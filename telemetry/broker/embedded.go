@@ -37,6 +37,9 @@ type Embedded struct {
 	mu      sync.RWMutex
 	filters []string // prefixed
 	handler Handler
+
+	stopFlush func()
+	closeOnce sync.Once
 }
 
 var _ Broker = (*Embedded)(nil)
@@ -65,8 +68,13 @@ func NewEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	caps.MaximumQos = 1
 	srv := mqtt.New(&mqtt.Options{InlineClient: true, Capabilities: caps, Logger: log})
 	e := &Embedded{srv: srv, prefix: cfg.Prefix}
-	if err := srv.AddHook(&hook{e: e, auth: cfg.Auth, timeout: cfg.AuthTimeout, log: log}, nil); err != nil {
+	h := &hook{e: e, auth: cfg.Auth, timeout: cfg.AuthTimeout, log: log, flush: make(chan *flushJob, 1024), done: make(chan struct{})}
+	if err := srv.AddHook(h, nil); err != nil {
 		return nil, fmt.Errorf("broker: %w", err)
+	}
+	e.stopFlush = func() { close(h.done) }
+	for range 4 {
+		go h.flusher()
 	}
 	e.tcp = listeners.NewTCP(listeners.Config{ID: "mqtt", Address: cfg.Listen})
 	if err := srv.AddListener(e.tcp); err != nil {
@@ -103,7 +111,11 @@ func (e *Embedded) Publish(_ context.Context, topic string, payload []byte) erro
 }
 
 // Close stops the broker and disconnects every device.
-func (e *Embedded) Close() error { return e.srv.Close() }
+func (e *Embedded) Close() error {
+	err := e.srv.Close()
+	e.closeOnce.Do(e.stopFlush)
+	return err
+}
 
 // hook is the broker's authentication, ACL and uplink interception.
 type hook struct {
@@ -113,6 +125,73 @@ type hook struct {
 	timeout time.Duration
 	log     *slog.Logger
 	acls    sync.Map // *mqtt.Client -> ACL (prefixed)
+	pending sync.Map // *mqtt.Client -> *acks
+	flush   chan *flushJob
+	done    chan struct{} // closed by Close: flushers stop, acks are dropped
+}
+
+// acks are a connection's PUBACKs waiting to be written. The ingest
+// acknowledges a whole batch at once; writing them one system call each
+// cost a quarter of the head-end's CPU, so they are coalesced: the first
+// ack of a burst schedules a flush, and the flusher writes every ack that
+// arrived meanwhile in one write, in arrival order.
+type acks struct {
+	wmu       sync.Mutex // held while writing: one flush at a time, in order
+	mu        sync.Mutex
+	ids       []uint16
+	scheduled bool
+}
+
+type flushJob struct {
+	cl *mqtt.Client
+	a  *acks
+}
+
+func (h *hook) puback(cl *mqtt.Client, id uint16) {
+	v, _ := h.pending.LoadOrStore(cl, new(acks))
+	a := v.(*acks)
+	a.mu.Lock()
+	a.ids = append(a.ids, id)
+	schedule := !a.scheduled
+	a.scheduled = true
+	a.mu.Unlock()
+	if schedule {
+		select {
+		case h.flush <- &flushJob{cl, a}:
+		case <-h.done: // the broker is closed: the connection is gone anyway
+		}
+	}
+}
+
+func (h *hook) flusher() {
+	var buf []byte
+	for {
+		var j *flushJob
+		select {
+		case j = <-h.flush:
+		case <-h.done:
+			return
+		}
+		j.a.wmu.Lock()
+		j.a.mu.Lock()
+		ids := j.a.ids
+		j.a.ids, j.a.scheduled = nil, false
+		j.a.mu.Unlock()
+		buf = buf[:0]
+		for _, id := range ids {
+			// PUBACK with remaining length 2: valid in MQTT 3.1.1, and in
+			// MQTT 5 it means reason code 0 (success), no properties.
+			buf = append(buf, packets.Puback<<4, 2, byte(id>>8), byte(id))
+		}
+		// The broker writes every packet of a connection under the
+		// client's lock, whole; taking it keeps these whole too.
+		j.cl.Lock()
+		if !j.cl.Closed() && j.cl.Net.Conn != nil {
+			j.cl.Net.Conn.Write(buf)
+		}
+		j.cl.Unlock()
+		j.a.wmu.Unlock()
+	}
 }
 
 func (h *hook) ID() string { return "sluice" }
@@ -140,7 +219,10 @@ func (h *hook) OnConnectAuthenticate(cl *mqtt.Client, pk packets.Packet) bool {
 	return true
 }
 
-func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) { h.acls.Delete(cl) }
+func (h *hook) OnDisconnect(cl *mqtt.Client, _ error, _ bool) {
+	h.acls.Delete(cl)
+	h.pending.Delete(cl)
+}
 
 func (h *hook) OnACLCheck(cl *mqtt.Client, topic string, write bool) bool {
 	v, ok := h.acls.Load(cl)
@@ -183,11 +265,7 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if pk.FixedHeader.Qos > 0 {
 		id := pk.PacketID
 		var once sync.Once
-		ack = func() {
-			once.Do(func() {
-				cl.WritePacket(packets.Packet{FixedHeader: packets.FixedHeader{Type: packets.Puback}, PacketID: id, Created: time.Now().Unix()})
-			})
-		}
+		ack = func() { once.Do(func() { h.puback(cl, id) }) }
 	}
 	// Copy: the broker reuses nothing, but the handler may keep the bytes.
 	handler(topic, append([]byte(nil), pk.Payload...), ack)
