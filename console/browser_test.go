@@ -857,7 +857,19 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Navigate(h.url+"/#/vend"),
 		chromedp.WaitVisible(css("#vend-search")),
 		into(&menuShown, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("menu-toggle")).display !== "none"`)),
-		shot(t, dir, "15-tablet-vend"))
+		chromedp.Click(css("#menu-toggle")),
+		chromedp.WaitVisible(css(`#nav.open a[href="#/vend"]`)),
+		shot(t, dir, "15-tablet-menu"),
+		chromedp.Click(css(`#nav.open a[href="#/vend"]`)),
+		chromedp.SendKeys(css("#vend-search"), "ACC-001\r"),
+		chromedp.WaitVisible(css(`button.pick[data-meter="`+pan+`"]`)),
+		chromedp.Click(css(`button.pick[data-meter="`+pan+`"]`)),
+		chromedp.SendKeys(css("#vend-amount"), "20\r"),
+		chromedp.WaitVisible(css("#pay-btn")),
+		shot(t, dir, "16-tablet-preview"),
+		chromedp.Click(css("#pay-btn")),
+		chromedp.WaitVisible(css("#receipt")),
+		shot(t, dir, "17-tablet-receipt"))
 	if !menuShown {
 		t.Errorf("no menu button on a tablet")
 	}

@@ -41,7 +41,12 @@ async function start() {
     if (err.code === "password_change_required") { state.me && (state.me.must_change_password = true); passwordPage(); }
     else { state.me = null; loginPage("Your session has ended; log in again."); }
   });
-  window.addEventListener("hashchange", render);
+  const closeMenu = () => {
+    document.getElementById("nav").classList.remove("open");
+    document.getElementById("menu-toggle").setAttribute("aria-expanded", "false");
+  };
+  document.getElementById("nav").addEventListener("click", e => { if (e.target.closest("a")) closeMenu(); });
+  window.addEventListener("hashchange", () => { closeMenu(); render(); });
   document.getElementById("menu-toggle").addEventListener("click", e => {
     const nav = document.getElementById("nav");
     const open = nav.classList.toggle("open");
