@@ -48,8 +48,14 @@ export async function vendPage(ctx) {
     receiptOut);
 
   if (st.pending) showPending();
-  const last = sessionStorage.getItem(LAST);
-  if (last) main.querySelector("h1").after(h("p", { class: "no-print" }, h("a", { href: "#/receipts/" + last, id: "reprint-last" }, "Reprint the last receipt (#" + last + ")")));
+  const lastLink = h("p", { class: "no-print" });
+  const showLast = () => {
+    const last = sessionStorage.getItem(LAST);
+    clear(lastLink);
+    if (last) lastLink.append(h("a", { href: "#/receipts/" + last, id: "reprint-last" }, "Reprint the last receipt (#" + last + ")"));
+  };
+  showLast();
+  main.querySelector("h1").after(lastLink);
 
   async function doSearch(text) {
     clear(results);
@@ -144,6 +150,7 @@ export async function vendPage(ctx) {
       st.pending = null;
       savePending(null);
       sessionStorage.setItem(LAST, String(r.purchase_id));
+      showLast();
       showReceipt(r);
     } catch (e) {
       buttons.forEach(b => { b.disabled = false; });
