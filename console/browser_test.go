@@ -427,6 +427,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	super := h.operator(t, admin, "sam", auth.Supervisor, "", "supervisor password one")
 	h.operator(t, admin, "cashier1", auth.Vendor, "OFFICE1", "cashier password one")
 	h.operator(t, admin, "eve", auth.Engineer, "", "engineer password one")
+	h.operator(t, admin, "audrey", auth.Auditor, "", "auditor password one")
 	super.must(201, "POST", "/vendors/OFFICE1/deposits", server.DepositBody{AmountCents: 1_000_000, Reference: "SLIP-1"}, nil)
 	super.must(201, "POST", "/vendors/SPAZA7/deposits", server.DepositBody{AmountCents: 50_000, Reference: "SLIP-2"}, nil)
 	super.must(201, "POST", "/customers/ACC-001/debt", server.DebtBody{AmountCents: 20_000, Reference: "ARREARS-2026"}, nil)
@@ -872,6 +873,34 @@ func TestConsoleEndToEnd(t *testing.T) {
 		shot(t, dir, "17-tablet-receipt"))
 	if !menuShown {
 		t.Errorf("no menu button on a tablet")
+	}
+
+	// Every page of every role opens without an error: the roles walk the
+	// navigation the console gives them.
+	run(t, ctx, "desktop", chromedp.EmulateViewport(1280, 900))
+	for _, who := range []struct{ user, pass string }{
+		{"audrey", "auditor password one"}, {"eve", "engineer password one"}, {"cashier1", "cashier password one"},
+		{"sam", "supervisor password one"}, {"admin", adminPass},
+	} {
+		var links []string
+		run(t, ctx, "walk "+who.user,
+			logout(),
+			login(who.user, who.pass),
+			chromedp.WaitVisible(css("#nav a")),
+			into(&links, chromedp.Evaluate[[]string](`[...document.querySelectorAll("#nav a")].map(a => a.getAttribute("href"))`)))
+		for _, l := range links {
+			var errs []string
+			run(t, ctx, who.user+" "+l,
+				chromedp.Click(css(`#nav a[href="`+l+`"]`)),
+				chromedp.WaitVisible(css(`#nav a[href="`+l+`"][aria-current="page"]`)),
+				chromedp.WaitVisible(css("main h1")),
+				chromedp.Sleep(150*time.Millisecond), // the page's reads
+				into(&errs, chromedp.Evaluate[[]string](`[...document.querySelectorAll("main .error")].map(e => e.textContent)`)))
+			if len(errs) > 0 {
+				t.Errorf("%s on %s: %q", who.user, l, errs)
+			}
+		}
+		t.Logf("%s walked %v", who.user, links)
 	}
 	probs.check(t)
 }
