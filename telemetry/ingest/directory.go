@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"time"
 
 	"sluice/cmac"
 	"sluice/keys"
@@ -63,17 +64,28 @@ type KMSDirectory struct {
 	km    kms.KeyManager
 	root  kms.KeyRef
 	cache sync.Map // uint64 -> Meter
+	// unknown remembers numbers that are not registered, for a minute, so
+	// a flood of frames or logins naming unregistered meters costs a map
+	// lookup each rather than a database query.
+	unknown sync.Map // uint64 -> time.Time
+	now     func() time.Time
 }
+
+// unknownTTL is how long an unregistered number is remembered.
+const unknownTTL = time.Minute
 
 // NewKMSDirectory returns a directory over st and km.
 func NewKMSDirectory(st store.Store, km kms.KeyManager) *KMSDirectory {
-	return &KMSDirectory{st: st, km: km, root: kms.Ref(keys.MeterRoot)}
+	return &KMSDirectory{st: st, km: km, root: kms.Ref(keys.MeterRoot), now: time.Now}
 }
 
 // Meter implements Directory.
 func (d *KMSDirectory) Meter(ctx context.Context, number uint64) (Meter, error) {
 	if v, ok := d.cache.Load(number); ok {
 		return v.(Meter), nil
+	}
+	if v, ok := d.unknown.Load(number); ok && d.now().Sub(v.(time.Time)) < unknownTTL {
+		return Meter{}, fmt.Errorf("meter %d: %w", number, ErrUnknownMeter)
 	}
 	var sm store.Meter
 	err := d.st.Read(ctx, func(tx store.Tx) error {
@@ -82,6 +94,7 @@ func (d *KMSDirectory) Meter(ctx context.Context, number uint64) (Meter, error) 
 		return err
 	})
 	if errors.Is(err, store.ErrNotFound) {
+		d.unknown.Store(number, d.now())
 		return Meter{}, fmt.Errorf("meter %d: %w", number, ErrUnknownMeter)
 	}
 	if err != nil {
@@ -113,7 +126,10 @@ func (d *KMSDirectory) Meter(ctx context.Context, number uint64) (Meter, error) 
 
 // Forget drops a meter from the cache (after a key change or a status
 // change), so the next frame derives its key again.
-func (d *KMSDirectory) Forget(number uint64) { d.cache.Delete(number) }
+func (d *KMSDirectory) Forget(number uint64) {
+	d.cache.Delete(number)
+	d.unknown.Delete(number)
+}
 
 // Authenticate implements broker.Authenticator for the embedded broker:
 // username = meter number (canonical decimal), password = MQTTPassword of
