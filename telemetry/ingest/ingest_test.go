@@ -429,3 +429,40 @@ wait:
 		t.Fatalf("writer called %d times: the failed batch was not retried", w.calls.Load())
 	}
 }
+
+// Broker logins: the canonical meter number and the password derived from
+// its telemetry key, nothing else; the ACL is the meter's own topics.
+func TestAuthenticate(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	addMeters(t, db, 4710001)
+	km := newKMS(t)
+	d := NewKMSDirectory(db, km)
+	ctx := context.Background()
+	k := telemetryKey(t, km, 4710001)
+	pw, _ := MQTTPassword(k[:])
+	if len(pw) != 32 {
+		t.Fatalf("password %q", pw)
+	}
+	acl, err := d.Authenticate(ctx, "4710001", []byte(pw))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, sub := topic.MeterACL(4710001)
+	if fmt.Sprint(acl.Publish) != fmt.Sprint(pub) || fmt.Sprint(acl.Subscribe) != fmt.Sprint(sub) {
+		t.Fatalf("ACL %+v", acl)
+	}
+	k2 := telemetryKey(t, km, 4710002)
+	pw2, _ := MQTTPassword(k2[:])
+	for _, c := range []struct{ user, pw string }{
+		{"04710001", pw},  // not canonical
+		{"4710001", pw2},  // another meter's password
+		{"4710001", ""},   // none
+		{"4710002", pw2},  // not registered
+		{"gateway-1", pw}, // not a number
+		{"0", pw},         // reserved
+	} {
+		if _, err := d.Authenticate(ctx, c.user, []byte(c.pw)); !errors.Is(err, broker.ErrAuth) {
+			t.Errorf("login %q: %v", c.user, err)
+		}
+	}
+}
