@@ -47,6 +47,11 @@ type Config struct {
 	Report time.Duration
 	// Timeout bounds one publish; default 10s.
 	Timeout time.Duration
+	// LastCounter, when set, returns the last frame counter meter id used
+	// before this Link (a restarted emulator must continue above it, or
+	// the head-end refuses its frames as reused or too old); nil starts
+	// every meter at 1.
+	LastCounter func(id uint64) uint32
 }
 
 // Link seals and publishes frames for many meters.
@@ -80,6 +85,13 @@ func (l *Link) Seal(f *frame.Frame) ([]byte, error) {
 			return nil, err
 		}
 		l.keys[f.Meter] = k
+		if l.cfg.LastCounter != nil {
+			l.counters[f.Meter] = l.cfg.LastCounter(f.Meter)
+		}
+	}
+	if l.counters[f.Meter] == ^uint32(0) {
+		l.mu.Unlock()
+		return nil, fmt.Errorf("mqttlink: meter %d: frame counter exhausted (a key change resets it)", f.Meter)
 	}
 	l.counters[f.Meter]++
 	f.Counter = l.counters[f.Meter]
