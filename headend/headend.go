@@ -35,6 +35,7 @@ import (
 	"sluice/store/postgres"
 	"sluice/store/sqlite"
 	"sluice/store/sqlstore"
+	telemetry "sluice/telemetry/service"
 	"sluice/vend"
 	"sluice/vend/engineeringapi"
 	"sluice/webhook"
@@ -164,12 +165,27 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	rep := report.New(db, loc, opt.Now)
 	ch := channel.New(db, h.vend, opt.Now, "")
 	camp := campaign.New(campaign.Config{Store: db, Vend: h.vend, KM: h.km, Now: opt.Now, Logger: log})
+	// Telemetry: the broker (embedded or external), ingest, revenue
+	// protection and remote top-up delivery.
+	tel, err := telemetry.New(telemetry.Config{Mode: cfg.MQTT.Mode, Listen: cfg.MQTT.Listen, URL: cfg.MQTT.URL,
+		Username: cfg.MQTT.Username, Password: cfg.MQTT.Password, ClientID: cfg.MQTT.ClientID},
+		telemetry.Deps{Store: db, KMS: h.km, Logger: log, Now: opt.Now})
+	if err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
 	extra := slices.Concat(report.Routes(rep), channel.Routes(ch), webhook.Routes(webhook.NewAdmin(db, box, opt.Now)),
-		engineeringapi.Routes(h.vend), campaignapi.Routes(camp))
+		engineeringapi.Routes(h.vend), campaignapi.Routes(camp), tel.Routes())
 	h.workers.Go(func() { webhook.New(webhook.Config{Store: db, Logger: log, Box: box}).Run(workCtx) })
 
 	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version, Extra: extra})
 	srv.Registry().MustRegister(auditlog.NewCollector(db))
+	if err := tel.Register(srv.Registry()); err != nil {
+		return nil, err
+	}
+	if err := tel.Start(ctx); err != nil {
+		return nil, fmt.Errorf("telemetry: %w", err)
+	}
+	h.workers.Go(func() { <-workCtx.Done(); tel.Close() })
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/reports/{name}/export", rep.ExportHandler(h.auth))
 	mux.Handle("/", srv.Handler())

@@ -31,7 +31,8 @@ var opts = Options{PasswordParams: &auth.Params{Memory: 64, Time: 1, Threads: 1}
 func TestFirstRunThenRestart(t *testing.T) {
 	ctx := context.Background()
 	dir := filepath.Join(t.TempDir(), "data")
-	cfg := testConfig(t, dir)
+	// The embedded defaults, broker included (on a free port).
+	cfg := testConfig(t, dir, config.Override{Key: "mqtt.mode", Value: "embedded"}, config.Override{Key: "mqtt.listen", Value: "127.0.0.1:0"})
 	h, err := Start(ctx, cfg, slog.New(slog.DiscardHandler), opts)
 	if err != nil {
 		t.Fatal(err)

@@ -105,7 +105,6 @@ func TestServeProcess(t *testing.T) {
 	}
 	data := filepath.Join(t.TempDir(), "data")
 	cmd := exec.Command(bin, "serve", "--data", data, "--listen", "127.0.0.1:0", "--mqtt-listen", "127.0.0.1:0")
-	cmd.Env = append(os.Environ(), "SLUICE_MQTT_MODE=off")
 	stdout, _ := cmd.StdoutPipe()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
