@@ -715,6 +715,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	// The administrator's pages: operators and roles, the audit log.
 	h.seal()
 	var auditRows, keyRows int
+	var apiKey string
 	run(t, ctx, "admin pages",
 		logout(),
 		login("admin", adminPass),
@@ -726,6 +727,11 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.SetValue(css("#new-role"), "engineer"),
 		chromedp.Click(css(`#operator-form button[type="submit"]`)),
 		chromedp.WaitVisible(css("#one-time-password")),
+		chromedp.SendKeys(css("#key-operator"), "cashier1"),
+		chromedp.SendKeys(css("#key-label"), "OFFICE1 till 2\r"),
+		chromedp.WaitVisible(css("#new-api-key")),
+		into(&apiKey, chromedp.Text(css("#new-api-key"))),
+		chromedp.WaitVisible(css("#api-keys-list table")),
 		shot(t, dir, "09-operators"),
 		// The registry: a new customer account and a meter for it.
 		chromedp.Click(css(`#nav a[href="#/meters"]`)),
@@ -744,6 +750,14 @@ func TestConsoleEndToEnd(t *testing.T) {
 		into(&auditRows, chromedp.Evaluate[int](`document.querySelectorAll("#audit-records tbody tr").length`)),
 		into(&keyRows, chromedp.Evaluate[int](`[...document.querySelectorAll("#audit-records tbody tr")].filter(tr => tr.textContent.includes(`+strconv.Quote(keyBefore)+`)).length`)),
 		shot(t, dir, "10-audit"))
+	// The key issued in the console works for a terminal.
+	req, _ := http.NewRequest("GET", h.url+"/api/v1/auth/me", nil)
+	req.Header.Set("Authorization", "Bearer "+apiKey)
+	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
+		t.Errorf("API key from the console: %v %v", res, err)
+	} else {
+		res.Body.Close()
+	}
 	var registered server.Meter
 	admin.must(200, "GET", "/meters/600727000000000017", nil, &registered)
 	if registered.Customer != "ACC-003" || registered.SupplyGroup != "123457" || registered.Tariff != "DOM-2026" {

@@ -38,10 +38,15 @@ export async function operatorsPage(ctx) {
       ], ops));
     } catch (e) { list.append(errorBox(e)); }
     if (!keys.isConnected) return;
-    clear(keys).append(h("h2", {}, "API keys (vending terminals and channels)"));
+    if (!keys.querySelector("#api-keys-list")) {
+      clear(keys).append(h("h2", {}, "API keys (vending terminals and channels)"));
+      if (api.can(role, "POST", "/api-keys")) keys.append(keyForm());
+      keys.append(h("div", { id: "api-keys-list" }));
+    }
+    const keyList = clear(keys.querySelector("#api-keys-list"));
     try {
       const ks = await api.get("/api-keys");
-      keys.append(table([
+      keyList.append(table([
         { label: "Prefix", value: k => k.prefix, mono: true },
         { label: "Operator", value: k => k.operator },
         { label: "Label", value: k => k.label },
@@ -52,7 +57,7 @@ export async function operatorsPage(ctx) {
           try { await api.del("/api-keys/" + k.id); toast("Key revoked."); refresh(); } catch (e) { toast(e.message); }
         } }, "Revoke") : null },
       ], ks, { empty: "No API keys." }));
-    } catch (e) { keys.append(errorBox(e)); }
+    } catch (e) { keyList.append(errorBox(e)); }
   }
 
   // roleSelect changes a role only when the administrator presses Apply:
@@ -80,6 +85,24 @@ export async function operatorsPage(ctx) {
     refresh();
   }
 
+  // keyForm issues an API key for a terminal; the key is shown once.
+  function keyForm() {
+    const op = field("Operator", { id: "key-operator", required: true, autocomplete: "off" }, "the terminal acts as this operator, with its role");
+    const label = field("Label", { id: "key-label", required: true, autocomplete: "off" }, "where the terminal is, e.g. OFFICE1 till 2");
+    const out = h("div", { "aria-live": "polite" });
+    return h("form", { id: "key-form", onsubmit: async e => {
+      e.preventDefault();
+      clear(out);
+      try {
+        const r = await api.post("/api-keys", { operator: op.input.value.trim(), label: label.input.value.trim() });
+        out.append(h("div", { class: "success", role: "alert" }, "Key issued for ", h("strong", {}, r.api_key.operator), " (shown once; put it in the terminal now): ",
+          h("code", { class: "mono", id: "new-api-key" }, r.key)));
+        e.target.reset();
+        refresh();
+      } catch (err) { out.append(errorBox(err)); }
+    } }, h("div", { class: "row start" }, op.el, label.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Issue key")), out);
+  }
+
   function createForm() {
     const user = field("Username", { required: true, autocomplete: "off", pattern: "[a-z0-9._\\-]+", id: "new-username" }, "Lower case letters, digits, . _ -");
     const name = field("Display name", { required: true, autocomplete: "off", id: "new-display" });
@@ -97,7 +120,7 @@ export async function operatorsPage(ctx) {
           e.target.reset();
           refresh();
         } catch (err) { out.append(errorBox(err)); }
-      } }, h("div", { class: "row top" }, user.el, name.el, r.el, vend.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Create operator"))), out);
+      } }, h("div", { class: "row start" }, user.el, name.el, r.el, vend.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Create operator"))), out);
   }
 }
 

@@ -105,6 +105,6 @@ export async function engineeringPage(ctx) {
         out.append(errorBox(err));
         ({ meter, action, value, param, reason }[err.field])?.input.focus();
       }
-    } }, h("div", { class: "row top" }, meter.el, action.el, value.el, param.el), reason.el, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "File request")), out));
+    } }, h("div", { class: "row start" }, meter.el, action.el, value.el, param.el), reason.el, h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "File request")), out));
   }
 }

@@ -99,9 +99,9 @@ export async function campaignsPage(ctx) {
     const vrole = field("Key", { tag: "select", id: "camp-role", options: [{ value: "credit", label: "credit signing key" }, { value: "management", label: "management signing key" }] });
     const keyVersion = field("Target key version", { inputmode: "numeric", id: "camp-keyver", autocomplete: "off" });
     const meters = field("Meters (optional)", { tag: "textarea", id: "camp-meters", rows: 2 }, "one number per line; empty: every meter the kind applies to");
-    const stsFields = h("div", { class: "row top" }, sgc.el, krn.el, base.el);
-    const vFields = h("div", { class: "row top" }, vrole.el);
-    const mFields = h("div", { class: "row top" }, keyVersion.el);
+    const stsFields = h("div", { class: "row start" }, sgc.el, krn.el, base.el);
+    const vFields = h("div", { class: "row start" }, vrole.el);
+    const mFields = h("div", { class: "row start" }, keyVersion.el);
     const sync = () => { stsFields.hidden = kind.input.value !== "sts"; vFields.hidden = kind.input.value !== "voucher-key"; mFields.hidden = kind.input.value !== "meter-key"; };
     kind.input.addEventListener("change", sync);
     sync();
@@ -127,7 +127,7 @@ export async function campaignsPage(ctx) {
         const f = { name: name, supply_group: sgc, krn, base_date: base, key_version: keyVersion, meters }[err.field];
         f?.input.focus();
       }
-    } }, h("div", { class: "row top" }, name.el, kind.el), stsFields, vFields, mFields, meters.el,
+    } }, h("div", { class: "row start" }, name.el, kind.el), stsFields, vFields, mFields, meters.el,
       h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Start")), res));
   }
 }
