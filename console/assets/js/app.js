@@ -80,8 +80,13 @@ function render() {
       main.append(h("h1", {}, "Not available"), h("p", {}, "Your role (" + role + ") cannot open this page, or this head-end does not offer it yet."));
       return;
     }
-    const ctx = { role, me: state.me, main, params: m.slice(1), go: (hash) => { location.hash = "#/" + hash; } };
-    Promise.resolve(p.render(ctx)).catch(e => main.append(errorBox(e)));
+    // Each render draws into a view of its own: a page still loading when
+    // the operator moves on writes into a detached view, never over the
+    // page that replaced it.
+    const view = h("div", { class: "view" });
+    main.append(view);
+    const ctx = { role, me: state.me, main: view, params: m.slice(1), go: (hash) => { location.hash = "#/" + hash; } };
+    Promise.resolve(p.render(ctx)).catch(e => view.append(errorBox(e)));
     focusMain();
     return;
   }
