@@ -913,6 +913,9 @@ func TestConsoleEndToEnd(t *testing.T) {
 			if len(errs) > 0 {
 				t.Errorf("%s on %s: %q", who.user, l, errs)
 			}
+			if who.user == "cashier1" && l == "#/tariffs" {
+				run(t, ctx, "tariffs", shot(t, dir, "18-tariffs"))
+			}
 		}
 		t.Logf("%s walked %v", who.user, links)
 	}

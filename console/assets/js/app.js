@@ -8,7 +8,7 @@ import { operatorsPage, auditPage } from "./admin.js";
 import { alertsPage, campaignsPage, campaignPage } from "./ops.js";
 import { reportsPage } from "./reports.js";
 import { engineeringPage } from "./engineering.js";
-import { vendorsPage } from "./registry.js";
+import { vendorsPage, tariffsPage } from "./registry.js";
 
 const main = document.getElementById("main");
 const state = { me: null };
@@ -22,6 +22,7 @@ const pages = [
   { re: /^meters$/, nav: "Meters", render: metersPage, show: r => api.can(r, "GET", "/meters") },
   { re: /^meters\/(.+)$/, render: meterPage, show: r => api.can(r, "GET", "/meters/{number}") },
   { re: /^customers\/(.+)$/, render: customerPage, show: r => api.can(r, "GET", "/customers/{account}") },
+  { re: /^tariffs$/, nav: "Tariffs", render: tariffsPage, show: r => api.can(r, "GET", "/tariffs") },
   { re: /^alerts$/, nav: "Alerts", render: alertsPage, show: r => api.can(r, "GET", "/alerts") },
   { re: /^campaigns$/, nav: "Key changes", render: campaignsPage, show: r => api.can(r, "GET", "/campaigns") },
   { re: /^campaigns\/(\d+)$/, render: campaignPage, show: r => api.can(r, "GET", "/campaigns/{id}") },

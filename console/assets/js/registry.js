@@ -132,3 +132,42 @@ export async function registryForms(role) {
   }
   return box.childElementCount ? box : null;
 }
+
+// tariffsPage shows the tariffs as customers are charged: rising blocks per
+// month, free basic water, fixed charges, VAT and debt recovery, per
+// version; and the STS supply groups with their key revision.
+export async function tariffsPage(ctx) {
+  const { main, role } = ctx;
+  const tariffs = await api.get("/tariffs");
+  clear(main).append(h("h1", {}, "Tariffs and supply groups"));
+  if (!tariffs.length) main.append(h("p", { class: "empty" }, "No tariffs yet."));
+  for (const t of tariffs) {
+    const cur = t.currency || "";
+    const sec = h("section", { class: "card tariff", "data-tariff": t.code }, h("h2", {}, t.code + (t.name ? " — " + t.name : "")));
+    for (const v of t.versions || []) {
+      let from = 0;
+      sec.append(h("h3", {}, "From " + v.effective),
+        h("dl", { class: "facts" },
+          h("dt", {}, "VAT"), h("dd", {}, (v.vat_bp || 0) / 100 + "%"),
+          h("dt", {}, "Debt recovery"), h("dd", {}, (v.debt_recovery_bp || 0) / 100 + "% of each purchase"),
+          h("dt", {}, "Free basic water"), h("dd", {}, v.free_basic_kl ? v.free_basic_kl + " kl a month, its own token" : "none"),
+          (v.fixed_charges || []).length ? [h("dt", {}, "Fixed charges"), h("dd", {}, v.fixed_charges.map(f => f.name + " " + money(f.amount, cur)).join(", ") + " a month, with the first purchase")] : null),
+        table([
+          { label: "Block (per month)", value: b => { const r = b.up_to_kl == null ? "over " + from + " kl" : from + "–" + b.up_to_kl + " kl"; from = b.up_to_kl ?? from; return r; } },
+          { label: "Price per kl", value: b => money(b.price_per_kl, cur), num: true },
+        ], v.blocks || [], { empty: "No blocks." }));
+    }
+    main.append(sec);
+  }
+  if (api.can(role, "GET", "/supply-groups")) {
+    const groups = await api.get("/supply-groups").catch(() => []);
+    main.append(h("section", { class: "card", id: "supply-groups" }, h("h2", {}, "STS supply groups"), table([
+      { label: "Code", value: g => h("strong", {}, g.code) },
+      { label: "Name", value: g => g.name },
+      { label: "Key revision", value: g => String(g.krn), num: true },
+      { label: "Tariff index", value: g => String(g.ti), num: true },
+      { label: "Base date", value: g => String(g.base_date), num: true },
+      { label: "Key derivation", value: g => "DKGA" + g.dkga + ", EA" + g.ea },
+    ], groups, { empty: "No supply groups." })));
+  }
+}
