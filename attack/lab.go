@@ -218,17 +218,24 @@ type MeterSpec struct {
 	STS    *STSGroup                             // nil: no keypad tokens
 	Params func(p *meter.Params)                 // nil: meter.DefaultParams
 	Ring   func(voucher.Keyring) voucher.Keyring // nil: the KMS's trusted keys
+	// KM is the key manager the meter's keys and trusted keys come from
+	// (a running head-end's, for meters that talk to it); nil: the lab's.
+	KM kms.KeyManager
 }
 
 // NewMeter manufactures a meter the way the factory does: keys derived for
 // it by the KMS, the public verification keys, its STS decoder key, written
 // by meter.Format into a blank EEPROM; then boots it.
 func (l *Lab) NewMeter(ctx context.Context, id uint64, spec MeterSpec) (*LabMeter, error) {
-	mk, err := keys.DeriveMeter(ctx, l.KM, kms.Ref(keys.MeterRoot), id, 1)
+	km := spec.KM
+	if km == nil {
+		km = l.KM
+	}
+	mk, err := keys.DeriveMeter(ctx, km, kms.Ref(keys.MeterRoot), id, 1)
 	if err != nil {
 		return nil, fmt.Errorf("derive meter %d: %w", id, err)
 	}
-	ring, err := keys.TrustedKeys(ctx, l.KM)
+	ring, err := keys.TrustedKeys(ctx, km)
 	if err != nil {
 		return nil, err
 	}
