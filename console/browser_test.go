@@ -339,6 +339,12 @@ func run(t *testing.T, ctx context.Context, step string, actions ...chromedp.Act
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 20*time.Second)
 	defer cancel()
+	start := time.Now()
+	defer func() {
+		if d := time.Since(start); d > time.Second {
+			t.Logf("step %q took %v", step, d.Round(time.Millisecond))
+		}
+	}()
 	if err := chromedp.Do(sctx, actions...); err != nil {
 		url, _ := chromedp.Run(ctx, chromedp.Location())
 		text, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body.innerText`))
@@ -908,7 +914,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 				chromedp.Click(css(`#nav a[href="`+l+`"]`)),
 				chromedp.WaitVisible(css(`#nav a[href="`+l+`"][aria-current="page"]`)),
 				chromedp.WaitVisible(css("main h1")),
-				chromedp.Sleep(150*time.Millisecond), // the page's reads
+				chromedp.WaitVisible(css(`main[aria-busy="false"]`)), // the page's reads are done
 				into(&errs, chromedp.Evaluate[[]string](`[...document.querySelectorAll("main .error")].map(e => e.textContent)`)))
 			if len(errs) > 0 {
 				t.Errorf("%s on %s: %q", who.user, l, errs)

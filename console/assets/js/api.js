@@ -23,7 +23,25 @@ const listeners = new Set();
 // onAuthLost registers a callback for a lost session or a forced password change.
 export function onAuthLost(fn) { listeners.add(fn); }
 
+// inFlight counts requests under way; the page is aria-busy while any is,
+// so assistive technology (and the browser tests) know it is still loading.
+let inFlight = 0;
+
+function busy(delta) {
+  inFlight += delta;
+  document.getElementById("main")?.setAttribute("aria-busy", String(inFlight > 0));
+}
+
 export async function call(method, path, body, headers = {}) {
+  busy(+1);
+  try {
+    return await send(method, path, body, headers);
+  } finally {
+    busy(-1);
+  }
+}
+
+async function send(method, path, body, headers) {
   const init = { method, headers: { Accept: "application/json", ...headers }, credentials: "same-origin", cache: "no-store" };
   if (method !== "GET" && method !== "HEAD") {
     // Cookie-authenticated writes must prove they come from the console.
