@@ -40,7 +40,8 @@ export function dailyChart(days, opts = {}) {
       svg.append(s("rect", { class: "bar-credit", x: x0 + bw * k++, y: y(v), width: bw, height: Math.max(0, T + ph - y(v)), "data-date": d.date, "data-litres": v },
         s("title", {}, `${d.date}: ${fmtL(v)} credit issued`)));
     }
-    if (i % every === 0) svg.append(s("text", { x: L + i * slot + slot / 2, y: H - 14, "text-anchor": "middle" }, d.date.slice(5)));
+    // Every few days, and always the last (today).
+    if ((i % every === 0 && n - 1 - i >= every / 2) || i === n - 1) svg.append(s("text", { x: L + i * slot + slot / 2, y: H - 14, "text-anchor": "middle" }, d.date.slice(5)));
   });
   if (hasBal) {
     const pts = days.map((d, i) => d.balance == null ? null : [L + i * slot + slot / 2, y(d.balance)]).filter(Boolean);

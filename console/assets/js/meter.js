@@ -146,10 +146,10 @@ export async function meterPage(ctx) {
   if (any) {
     sections.chart.append(dailyChart(days, { id: "meter-chart", title: "Water per day for meter " + m.number }));
   } else {
-    sections.chart.append(h("p", { class: "empty", id: "chart-empty" }, "No data yet: nothing issued in the last 30 days" + (tr.readings ? " and no readings received." : "; readings appear here once the telemetry service reports this meter.")));
+    sections.chart.append(h("p", { class: "empty", id: "chart-empty" }, "No data yet: nothing issued in the last 30 days" + (tr.readings ? " and no readings received." : "; readings appear here once the head-end's API serves them.")));
   }
 
-  listSection(sections.events, tr.events, role, path, "No events reported yet.", "The head-end does not collect meter events yet.");
+  listSection(sections.events, tr.events, role, path, "No events reported yet.", "No data yet: this head-end's API does not serve meter events yet.");
   if (!tr.allAlerts) sections.alerts.append(h("p", { class: "empty" }, "No data yet: the head-end does not raise alerts yet."));
   else if (!api.can(role, "GET", tr.allAlerts)) sections.alerts.remove();
   else {
