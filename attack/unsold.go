@@ -2,6 +2,7 @@ package attack
 
 import (
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"encoding/json"
 	"fmt"
@@ -52,9 +53,10 @@ func unsoldCredit() Attack {
 // connection.
 type amiMeter struct {
 	*LabMeter
-	key  *frame.Key
-	conn *mqttlink.Conn
-	sold int64 // litres of the vouchers its purchase issued
+	key      *frame.Key
+	conn     *mqttlink.Conn
+	sold     int64           // litres of the vouchers its purchase issued
+	receipts []meter.Receipt // what it answered to them
 }
 
 // send seals f with the meter's next journaled frame counter and publishes
@@ -98,15 +100,7 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 		if err := hl.registerAMI(ctx, id); err != nil {
 			return fmt.Errorf("register meter %d: %w", id, err)
 		}
-		spec := MeterSpec{KM: hl.h.KMS()}
-		if id == unsoldRogue {
-			// A tampered meter: the attacker re-flashed its trusted keys
-			// (or its firmware) to accept vouchers signed by his key.
-			spec.Ring = func(k voucher.Keyring) voucher.Keyring {
-				return append(k, voucher.TrustedKey{Role: voucher.RoleCredit, Public: attacker.Public().(ed25519.PublicKey)})
-			}
-		}
-		lm, err := lab.NewMeter(ctx, id, spec)
+		lm, err := lab.NewMeter(ctx, id, MeterSpec{KM: hl.h.KMS()})
 		if err != nil {
 			return err
 		}
@@ -136,20 +130,25 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 			map[string]string{"Idempotency-Key": fmt.Sprintf("lab-11b-%d", id)}); err != nil {
 			return err
 		}
-		var receipts []meter.Receipt
 		for _, t := range rc.Tokens {
 			got, err := m.LoadVoucher(now, t.Voucher, meter.FromRemote)
 			if err != nil || got.Status != meter.Loaded {
 				return fmt.Errorf("meter %d refused its sold voucher: %+v %v", id, got, err)
 			}
 			m.sold += got.Amount
-			receipts = append(receipts, got)
+			m.receipts = append(m.receipts, got)
 		}
 		if err := m.report(ctx, now); err != nil {
 			return err
 		}
-		for _, rcpt := range receipts {
-			if err := m.send(ctx, mqttlink.AckOf(rcpt)); err != nil {
+	}
+	sold, err := pendingDownlinks(ctx, hl, ids)
+	if err != nil {
+		return err
+	}
+	for _, id := range ids {
+		for _, rcpt := range meters[id].receipts {
+			if err := meters[id].send(ctx, mqttlink.AckOf(rcpt)); err != nil {
 				return err
 			}
 		}
@@ -157,9 +156,11 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 	// The acknowledgements close the deliveries after revenue protection
 	// has seen each meter's frames, so an empty pending list means the
 	// honest cycle has been judged.
-	closed, err := waitDelivered(ctx, hl, ids, 10*time.Second)
-	if err != nil {
-		return err
+	left := sold
+	for deadline := time.Now().Add(10 * time.Second); left > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if left, err = pendingDownlinks(ctx, hl, ids); err != nil {
+			return err
+		}
 	}
 	honest, err := hl.alerts(ctx, protect.RuleUnsoldCredit)
 	if err != nil {
@@ -168,32 +169,44 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 
 	// The attack: credit nobody sold reaches two meters from a card.
 	// The ghost vend is signed by the utility's own credit key (an insider
-	// at the KMS, or a leaked key) with no purchase behind it; the rogue
-	// voucher by the attacker's key the tampered meter trusts. Neither
-	// meter acknowledges it upstream: the card receipt stays on the card.
+	// at the KMS, or a leaked key) with no purchase behind it. On the other
+	// meter a leaked management key installs the attacker's own credit key
+	// (a key-change voucher, as the meter's key rotation takes it), and the
+	// attacker signs credit with it. Neither meter acknowledges anything
+	// upstream: the card receipts stay on the card.
 	now = now.Add(5 * time.Minute)
-	signer, err := keys.VoucherSigner(ctx, hl.h.KMS(), voucher.KindCredit)
+	creditKey, err := keys.VoucherSigner(ctx, hl.h.KMS(), voucher.KindCredit)
 	if err != nil {
 		return err
 	}
-	unsold := map[uint64]ed25519.PrivateKey{unsoldGhost: nil, unsoldRogue: attacker}
-	for id, key := range unsold {
+	managementKey, err := keys.VoucherSigner(ctx, hl.h.KMS(), voucher.KindKeyChange)
+	if err != nil {
+		return err
+	}
+	load := func(id uint64, v voucher.Voucher, s crypto.Signer) error {
 		m := meters[id]
-		v := &voucher.Voucher{Kind: voucher.KindCredit, MeterID: id, Sequence: m.Snapshot().VoucherSeq + 1, Issued: now.Add(-time.Hour),
-			Expires: now.Add(30 * 24 * time.Hour), Unit: voucher.UnitLitres, Quantity: unsoldExtra}
-		var b []byte
-		if key == nil {
-			b, err = voucher.Sign(v, signer)
-		} else {
-			b, err = voucher.Sign(v, key)
-		}
+		v.MeterID, v.Sequence = id, m.Snapshot().VoucherSeq+1
+		v.Issued, v.Expires = now.Add(-time.Hour), now.Add(30*24*time.Hour)
+		b, err := voucher.Sign(&v, s)
 		if err != nil {
 			return err
 		}
 		got, err := m.LoadVoucher(now, b, meter.FromCard)
 		if err != nil || got.Status != meter.Loaded {
-			return fmt.Errorf("meter %d did not load the unsold voucher (the attack needs it loaded): %+v %v", id, got, err)
+			return fmt.Errorf("meter %d did not load the attacker's %v voucher (the attack needs it loaded): %+v %v", id, v.Kind, got, err)
 		}
+		return nil
+	}
+	credit := voucher.Voucher{Kind: voucher.KindCredit, Unit: voucher.UnitLitres, Quantity: unsoldExtra}
+	if err := load(unsoldGhost, credit, creditKey); err != nil {
+		return err
+	}
+	install := voucher.Voucher{Kind: voucher.KindKeyChange, Slot: voucher.RoleCredit, NewKey: attacker.Public().(ed25519.PublicKey)}
+	if err := load(unsoldRogue, install, managementKey); err != nil {
+		return err
+	}
+	if err := load(unsoldRogue, credit, attacker); err != nil {
+		return err
 	}
 
 	// The next reporting cycle: the control first, then the attacked
@@ -242,60 +255,53 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 	slices.Sort(alerted)
 	control := slices.Contains(alerted, strconv.FormatUint(unsoldControl, 10))
 
+	r.Observe("meters reporting what was sold", len(honest) == 0 && sold == len(ids) && left == 0,
+		"3 AMI meters registered through the API, each sold credit by the vending point (%d, %d, %d L), loaded it and reported: %d remote top-ups pending; acknowledged: %d pending; %d unsold-credit alerts",
+		meters[unsoldGhost].sold, meters[unsoldRogue].sold, meters[unsoldControl].sold, sold, left, len(honest))
 	for _, c := range []struct {
 		id   uint64
 		name string
 		how  string
 	}{
 		{unsoldGhost, "ghost-vended credit", "a voucher signed by the utility's own credit key with no purchase behind it (ghost vending, or a leaked key), loaded from a card"},
-		{unsoldRogue, "forged credit on a tampered meter", "a voucher signed by the attacker's key, which the tampered meter was made to trust, loaded from a card"},
+		{unsoldRogue, "credit under the attacker's own key", "a key-change voucher under a leaked management key made it trust the attacker's credit key, and a voucher he signed with it was loaded from a card"},
 	} {
 		f := res[c.id]
 		m := meters[c.id]
-		loaded := m.Snapshot().Loaded
 		if f.ok {
 			r.Measure(fmt.Sprintf("alert_ms_%d", c.id), float64(f.latency.Microseconds())/1000)
 		}
-		r.Observe(c.name, f.ok && f.details.Excess == unsoldExtra && f.details.Vended == m.sold && !control && len(honest) == 0,
-			"meter %d sold %d L through the API and acknowledged it (%d deliveries closed, %d unsold-credit alerts after that honest cycle); then %s: %d L more, no acknowledgement; its next reading reports %d L loaded: %s alert for meter %d %s (loaded %d, vended %d, excess %d L) %s after that reading was published, on the first report after the load (reporting period %s); the control meter %d, which reported exactly the %d L it was sold in the same cycle: %s; unsold-credit alerts for %v",
-			c.id, m.sold, closed, len(honest), c.how, unsoldExtra, loaded, protect.RuleUnsoldCredit, c.id,
+		r.Observe(c.name, f.ok && f.details.Excess == unsoldExtra && f.details.Vended == m.sold,
+			"meter %d, sold %d L: %s, %d L, no acknowledgement upstream; its next reading reports %d L loaded: %s alert for meter %d: %s (loaded %d, vended %d, excess %d L), visible to a supervisor %s after that reading was published, on the first report after the load (reporting period %s)",
+			c.id, m.sold, c.how, unsoldExtra, m.Snapshot().Loaded, protect.RuleUnsoldCredit, c.id,
 			either(f.ok, f.alert.Severity+" "+f.alert.State, "NOT RAISED"), f.details.Loaded, f.details.Vended, f.details.Excess,
-			f.latency.Round(time.Millisecond), reportEvery, unsoldControl, meters[unsoldControl].sold, either(control, "ALERTED", "no alert"), alerted)
+			f.latency.Round(time.Millisecond), reportEvery)
 	}
+	r.Observe("control meter", !control && len(alerted) == 2,
+		"meter %d, which reported exactly the %d L it was sold in the same cycle, before the attacked meters: %s; unsold-credit alerts exist for %v",
+		unsoldControl, meters[unsoldControl].sold, either(control, "ALERTED", "no alert"), alerted)
 	r.Measure("unsold_alerts", float64(len(all)))
 	return nil
 }
 
-// waitDelivered waits until none of the meters has a remote top-up pending
-// (GET /downlinks/pending) and returns how many meters that covers.
-func waitDelivered(ctx context.Context, hl *headendLab, ids []uint64, wait time.Duration) (int, error) {
-	for deadline := time.Now().Add(wait); ; {
-		var l struct {
-			Downlinks []struct {
-				Meter string `json:"meter"`
-			} `json:"downlinks"`
-		}
-		if err := hl.clients[auth.Supervisor].must(ctx, 200, "GET", "/downlinks/pending", nil, &l); err != nil {
-			return 0, err
-		}
-		pending := 0
-		for _, d := range l.Downlinks {
-			for _, id := range ids {
-				if d.Meter == strconv.FormatUint(id, 10) {
-					pending++
-				}
+// pendingDownlinks counts the remote top-ups of the meters not yet
+// acknowledged (GET /downlinks/pending).
+func pendingDownlinks(ctx context.Context, hl *headendLab, ids []uint64) (int, error) {
+	var l struct {
+		Downlinks []struct {
+			Meter string `json:"meter"`
+		} `json:"downlinks"`
+	}
+	if err := hl.clients[auth.Supervisor].must(ctx, 200, "GET", "/downlinks/pending", nil, &l); err != nil {
+		return 0, err
+	}
+	n := 0
+	for _, d := range l.Downlinks {
+		for _, id := range ids {
+			if d.Meter == strconv.FormatUint(id, 10) {
+				n++
 			}
 		}
-		if pending == 0 {
-			return len(ids), nil
-		}
-		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("%d remote top-ups still pending after the meters acknowledged them", pending)
-		}
-		select {
-		case <-ctx.Done():
-			return 0, ctx.Err()
-		case <-time.After(5 * time.Millisecond):
-		}
 	}
+	return n, nil
 }
