@@ -10,9 +10,12 @@
 // KMS derived for them, cards run by the card emulator (package card) and
 // inserted through the meter's own card reader (meter/cardport), firmware
 // signed by the KMS and installed by the A/B bootloader (firmware/boot),
-// telemetry frames sealed and checked by telemetry/frame and telemetry/replay,
-// and, for the head-end attacks, a head-end started in-process on
-// 127.0.0.1:0 with a temporary data directory and spoken to over HTTP. No
+// and, for the head-end and telemetry attacks, a head-end started in-process
+// (headend.Start) with a temporary data directory, SQLite, its HTTP server
+// and its embedded MQTT broker on free ports of 127.0.0.1, spoken to over
+// HTTP and over MQTT with meters' real credentials and frames sealed under
+// the keys its KMS derived; what it did is read back from its API, its
+// /metrics and its database. No
 // component is mocked; an attacker's tools (a card emulator answering crafted
 // bytes, a wiretap, a key search) are written here, in the open.
 //

@@ -116,6 +116,26 @@ func delta(before, after map[string]int64) map[string]int64 {
 	return d
 }
 
+// counts prints counter deltas in a stable order: "forged 56, stored 1".
+func counts(m map[string]int64) string {
+	if len(m) == 0 {
+		return "none"
+	}
+	ks := make([]string, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	var b strings.Builder
+	for i, k := range ks {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s %d", k, m[k])
+	}
+	return b.String()
+}
+
 func sum(m map[string]int64) int64 {
 	var n int64
 	for _, v := range m {
@@ -369,8 +389,8 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 	moved := delta(before, after)
 	r.Measure("foreign_topic_publishes_refused", float64(refused))
 	r.Observe("publishing on another meter's topic", refused == len(foreign) && moved["stored"] == 1 && sum(moved) == 1 && rows == rowsA,
-		"the attacker logged in as his own meter C published %d messages on topics not his (A's genuine frame and a reading for A under C's key on A's reading topic, on A's event and ack topics, on B's reading topic, into A's downlink, on A's number with a leading zero, on a gateway's topic): %d refused by the broker (PUBACK %v), %d taken; his own reading on his own topic afterwards: stored; ingest counters moved: %v; meter A's readings %d -> %d",
-		len(foreign), refused, reasons, accepted, moved, rowsA, rows)
+		"the attacker logged in as his own meter C published %d messages on topics not his (A's genuine frame and a reading for A under C's key on A's reading topic, on A's event and ack topics, on B's reading topic, into A's downlink, on A's number with a leading zero, on a gateway's topic): %d refused by the broker (PUBACK: %s), %d taken; his own reading on his own topic afterwards: %s; ingest counters moved: %s; meter A's readings %d -> %d",
+		len(foreign), refused, strings.Join(reasons, ", "), accepted, either(moved["stored"] == 1, "stored", "NOT STORED"), counts(moved), rowsA, rows)
 
 	// 3. Forgeries, with meter A's own credentials (assume the broker
 	// password leaked: it is derived from the key, but the MAC is the
@@ -456,8 +476,8 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 	r.Measure("forged_frames", float64(forged))
 	r.Measure("forged_frames_stored", float64(taken))
 	r.Observe("forged frames", taken == 0 && sum(moved) == int64(forged) && rows == rowsA && rowsB == 0,
-		"%d forgeries published and acknowledged by the broker (1000 random frames and every bit-0 flip of a genuine %d-byte frame on meter A's topic with A's own credentials; a reading for A under a guessed key and under the attacker's meter C's key, a reading for B under A's key, a reading on A's event topic; frames naming A on the attacker's own topic): ingest counters %v, %d stored or taken as duplicates; readings of A %d -> %d, of B %d",
-		forged, len(last), moved, taken, rowsA, rows, rowsB)
+		"%d forgeries published and acknowledged by the broker (1000 random frames and every bit-0 flip of a genuine %d-byte frame on meter A's topic with A's own credentials; a reading for A under a guessed key and under the attacker's meter C's key, a reading for B under A's key, a reading on A's event topic; frames naming A on the attacker's own topic): ingest counters: %s; %d stored or taken as duplicates; readings of A %d -> %d, of B %d",
+		forged, len(last), counts(moved), taken, rowsA, rows, rowsB)
 
 	// 4. Replays: every genuine frame again, twice, over A's connection.
 	before = after
@@ -479,8 +499,8 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 	moved = delta(before, after)
 	r.Measure("replayed_frames", float64(2*len(genuine)))
 	r.Observe("replayed frames", moved["duplicate"] == int64(2*len(genuine)) && moved["stored"] == 0 && rows == rowsA,
-		"%d genuine frames re-sent twice: ingest counters %v; readings of A %d -> %d",
-		len(genuine), moved, rowsA, rows)
+		"%d genuine frames re-sent twice: ingest counters: %s; readings of A %d -> %d",
+		len(genuine), counts(moved), rowsA, rows)
 
 	// 5. Reordering within the window, then below it; and a second,
 	// different frame under the newest counter (a cloned meter).
@@ -560,8 +580,8 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 	r.Observe("reordered frames", reordered["stored"] == int64(len(batch)) && sum(reordered) == int64(len(batch)) &&
 		stale["out_of_window"] == 1 && sum(stale) == 1 && reuse["reused"] == 1 && sum(reuse) == 1 && raised &&
 		rows2 == rows+int64(len(batch))+1,
-		"%d frames delivered newest first: counters %v; a frame held back and delivered %d counters behind the newest: %v; a different frame under the newest counter (only a key holder, e.g. a cloned meter, can make it): %v, %s alert for meter A: %s; readings of A %d -> %d (the %d reordered frames and the newest, each once)",
-		len(batch), reordered, replay.Size+6, stale, reuse, protect.RuleCounterReuse, either(raised, alert.Severity+" "+alert.State, "NONE"),
+		"%d frames delivered newest first: counters: %s; a frame held back and delivered %d counters behind the newest: %s; a different frame under the newest counter (only a key holder, e.g. a cloned meter, can make it): %s; %s alert for meter A: %s; readings of A %d -> %d (the %d reordered frames and the newest, each once)",
+		len(batch), counts(reordered), replay.Size+6, counts(stale), counts(reuse), protect.RuleCounterReuse, either(raised, alert.Severity+" "+alert.State, "NONE"),
 		rows, rows2, len(batch))
 	return nil
 }
