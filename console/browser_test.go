@@ -48,6 +48,7 @@ import (
 	"sluice/store/sqlite"
 	"sluice/vend"
 	"sluice/vend/engineeringapi"
+	"sluice/webhook"
 )
 
 const (
@@ -113,6 +114,11 @@ func startHeadend(t *testing.T) *headend {
 	extra = append(extra, report.Routes(reports)...)
 	extra = append(extra, campaignapi.Routes(campaigns)...)
 	extra = append(extra, engineeringapi.Routes(v)...)
+	box, err := webhook.NewBox(ctx, km)
+	if err != nil {
+		t.Fatal(err)
+	}
+	extra = append(extra, webhook.Routes(webhook.NewAdmin(db, box, nil))...)
 	protection := protect.New(protect.Config{Store: db})
 	extra = append(extra, protect.Routes(protection)...)
 	authSvc := auth.NewService(db, cheap, nil)
@@ -751,6 +757,13 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.SendKeys(css("#meter-area"), "Brixton\r"),
 		chromedp.WaitVisible(css("#meter-form .success")),
 		shot(t, dir, "09b-registry"),
+		chromedp.Click(css(`#nav a[href="#/webhooks"]`)),
+		chromedp.WaitVisible(css("#hook-form")),
+		chromedp.SendKeys(css("#hook-name"), "billing"),
+		chromedp.SendKeys(css("#hook-url"), "https://billing.example/hooks/sluice\r"),
+		chromedp.WaitVisible(css("#hook-secret")),
+		chromedp.WaitVisible(css("#webhook-subscribers table")),
+		shot(t, dir, "09c-webhooks"),
 		chromedp.Click(css(`#nav a[href="#/audit"]`)),
 		chromedp.WaitVisible(css("#audit-records table")),
 		into(&auditRows, chromedp.Evaluate[int](`document.querySelectorAll("#audit-records tbody tr").length`)),

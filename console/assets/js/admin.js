@@ -173,3 +173,73 @@ export async function auditPage(ctx) {
     } catch (e) { list.append(errorBox(e)); }
   }
 }
+
+// webhooksPage administers outbound webhooks: subscribers (the signing
+// secret is shown once), the dead-letter list with retry, and the outbox.
+export async function webhooksPage(ctx) {
+  const { main, role } = ctx;
+  const admin = api.can(role, "POST", "/webhooks/subscribers");
+  const subs = h("section", { class: "card", id: "webhook-subscribers" });
+  const msgs = h("section", { class: "card", id: "webhook-messages" });
+  clear(main).append(h("h1", {}, "Webhooks"),
+    h("p", { class: "muted" }, "Sluice signs each event it sends (HMAC-SHA256 over the timestamp and body) and retries with back-off; what fails every attempt waits in the dead-letter list."));
+  if (admin) main.append(subscriberForm());
+  main.append(subs, msgs);
+  await Promise.all([loadSubs(), loadMsgs("dead")]);
+
+  async function loadSubs() {
+    clear(subs).append(h("h2", {}, "Subscribers"));
+    try {
+      const rows = await api.get("/webhooks/subscribers");
+      subs.append(table([
+        { label: "Name", value: s => h("strong", {}, s.name) },
+        { label: "URL", value: s => h("code", { class: "details" }, s.url) },
+        { label: "Events", value: s => (s.events || []).join(", ") },
+        { label: "Since", value: s => when(s.created_at), nowrap: true },
+        { label: "State", value: s => admin
+          ? h("button", { type: "button", class: s.disabled ? "" : "danger", onclick: async () => {
+            try { await api.post("/webhooks/subscribers/" + s.id + (s.disabled ? "/enable" : "/disable")); toast(s.name + (s.disabled ? " enabled." : " disabled.")); loadSubs(); } catch (e) { toast(e.message); }
+          } }, s.disabled ? "Enable" : "Disable")
+          : badge(s.disabled ? "disabled" : "active", s.disabled ? "bad" : "ok") },
+      ], rows, { empty: "No subscribers." }));
+    } catch (e) { subs.append(errorBox(e)); }
+  }
+
+  async function loadMsgs(state) {
+    const sel = field("Messages", { tag: "select", id: "webhook-state", value: state, options: [
+      ...(api.can(role, "GET", "/webhooks/dead-letters") ? [{ value: "dead", label: "Dead letters" }] : []),
+      { value: "pending", label: "Pending" }, { value: "delivered", label: "Delivered" }] });
+    clear(msgs).append(h("h2", {}, "Outbox"), h("form", { class: "row", onsubmit: e => { e.preventDefault(); loadMsgs(sel.input.value); } }, sel.el, h("button", { type: "submit", class: "primary" }, "Show")));
+    try {
+      const rows = state === "dead" && api.can(role, "GET", "/webhooks/dead-letters") ? await api.get("/webhooks/dead-letters") : await api.get("/webhooks/messages?q=" + api.q(state));
+      msgs.append(table([
+        { label: "#", value: m => String(m.id), num: true },
+        { label: "Event", value: m => m.event_type },
+        { label: "Subscriber", value: m => String(m.subscriber_id), num: true },
+        { label: "Attempts", value: m => String(m.attempts), num: true },
+        { label: "Created", value: m => when(m.created_at), nowrap: true },
+        { label: "Last error", value: m => m.last_error || "—" },
+        { label: "", value: m => m.state === "dead" && api.can(role, "POST", "/webhooks/dead-letters/{id}/retry") ? h("button", { type: "button", onclick: async () => {
+          try { await api.post("/webhooks/dead-letters/" + m.id + "/retry"); toast("Message queued again."); loadMsgs(state); } catch (e) { toast(e.message); }
+        } }, "Retry") : "" },
+      ], rows, { empty: "No messages in this state." }));
+    } catch (e) { msgs.append(errorBox(e)); }
+  }
+
+  function subscriberForm() {
+    const name = field("Name", { id: "hook-name", required: true, autocomplete: "off" });
+    const url = field("URL", { id: "hook-url", type: "url", required: true, autocomplete: "off" }, "the receiving system's HTTPS endpoint");
+    const events = field("Events", { id: "hook-events", required: true, autocomplete: "off", value: "purchase.completed" }, "comma-separated: purchase.completed, token.reprinted, alert.raised, campaign.finished");
+    const out = h("div", { "aria-live": "polite" });
+    return h("section", { class: "card" }, h("h2", {}, "Subscribe an endpoint"), h("form", { id: "hook-form", onsubmit: async e => {
+      e.preventDefault();
+      clear(out);
+      try {
+        const r = await api.post("/webhooks/subscribers", { name: name.input.value.trim(), url: url.input.value.trim(), events: events.input.value.split(/[\s,]+/).filter(Boolean) });
+        out.append(h("div", { class: "success", role: "alert" }, "Subscribed ", h("strong", {}, r.subscriber.name), ". Signing secret (shown once; give it to the receiver): ", h("code", { class: "mono", id: "hook-secret" }, r.secret)));
+        e.target.reset();
+        loadSubs();
+      } catch (err) { out.append(errorBox(err)); ({ name, url, events }[err.field])?.input.focus(); }
+    } }, h("div", { class: "row start" }, name.el, url.el, events.el), h("div", { class: "actions" }, h("button", { type: "submit", class: "primary" }, "Subscribe")), out));
+  }
+}

@@ -4,7 +4,7 @@ import * as api from "./api.js";
 import { vendPage, receiptPage } from "./vend.js";
 import { meterPage, metersPage, customerPage } from "./meter.js";
 import { dashboardPage } from "./dashboard.js";
-import { operatorsPage, auditPage } from "./admin.js";
+import { operatorsPage, auditPage, webhooksPage } from "./admin.js";
 import { alertsPage, campaignsPage, campaignPage } from "./ops.js";
 import { reportsPage } from "./reports.js";
 import { engineeringPage } from "./engineering.js";
@@ -29,6 +29,7 @@ const pages = [
   { re: /^engineering(?:\/(\d+))?$/, nav: "Engineering", href: "engineering", render: engineeringPage, show: r => api.can(r, "GET", "/engineering-requests") },
   { re: /^reports$/, nav: "Reports", render: reportsPage, show: r => api.can(r, "GET", "/reports") && api.can(r, "GET", "/reports/{name}") },
   { re: /^operators$/, nav: "Operators", render: operatorsPage, show: r => api.can(r, "GET", "/operators") },
+  { re: /^webhooks$/, nav: "Webhooks", render: webhooksPage, show: r => api.can(r, "GET", "/webhooks/subscribers") },
   { re: /^audit$/, nav: "Audit", render: auditPage, show: r => api.can(r, "GET", "/audit") },
 ];
 
