@@ -647,7 +647,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css(`form:has(#alert-state) button[type="submit"]`)),
 		chromedp.WaitVisible(css("#alerts tr.state-resolved")),
 		into(&resolved, chromedp.Evaluate[int](`document.querySelectorAll("#alerts tbody tr").length`)),
-		shot(t, dir, "08-alerts"))
+		shot(t, dir, "09-alerts"))
 	if openAlerts != "2" || silent != "1" || meterAlerts != 2 {
 		t.Errorf("alerts: dashboard %s open, %s silent; meter page %d", openAlerts, silent, meterAlerts)
 	}
@@ -675,20 +675,20 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.SendKeys(css("#deposit-ref"), "SLIP-77\r"),
 		chromedp.WaitVisible(css("#deposit-form .success")),
 		into(&depositMsg, chromedp.Text(css("#deposit-form .success"))),
-		shot(t, dir, "08c-floats"),
+		shot(t, dir, "10-floats"),
 		chromedp.Navigate(fmt.Sprintf("%s/#/receipts/%d", h.url, max(purchases[0].ID, purchases[1].ID))),
 		chromedp.WaitVisible(css("#reverse form")),
 		chromedp.SendKeys(css("#reverse-reason"), "customer paid twice"),
 		chromedp.Click(css("#reverse-compensate")),
 		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
-			// Accept the confirmation dialog the reversal asks for.
+			// Accept the confirmation dialog the reversal asks for
+			// (subscribed before the click, read while it waits).
+			dialogs := chromedp.Events(ctx, page.JavascriptDialogOpening)
 			go func() {
-				for ev, err := range chromedp.Events(ctx, page.JavascriptDialogOpening) {
-					if err != nil {
-						return
+				for _, err := range dialogs {
+					if err == nil {
+						chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
 					}
-					_ = ev
-					chromedp.Call(ctx, page.HandleJavaScriptDialog, page.HandleJavaScriptDialogParams{Accept: true})
 					return
 				}
 			}()
@@ -696,7 +696,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		}),
 		chromedp.Click(css(`#reverse button[type="submit"]`)),
 		chromedp.WaitNotPresent(css("#reverse")),
-		shot(t, dir, "08d-reversed"))
+		shot(t, dir, "11-reversed"))
 	if !strings.Contains(depositMsg, "SPAZA7 float is now 2 000.00") {
 		t.Errorf("deposit: %q", depositMsg)
 	}
@@ -744,7 +744,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.WaitVisible(css("#new-api-key")),
 		into(&apiKey, chromedp.Text(css("#new-api-key"))),
 		chromedp.WaitVisible(css("#api-keys-list table")),
-		shot(t, dir, "09-operators"),
+		shot(t, dir, "12-operators"),
 		// The registry: a new customer account and a meter for it.
 		chromedp.Click(css(`#nav a[href="#/meters"]`)),
 		chromedp.WaitVisible(css("#customer-form")),
@@ -756,19 +756,19 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.SendKeys(css("#meter-customer"), "ACC-003"),
 		chromedp.SendKeys(css("#meter-area"), "Brixton\r"),
 		chromedp.WaitVisible(css("#meter-form .success")),
-		shot(t, dir, "09b-registry"),
+		shot(t, dir, "13-registry"),
 		chromedp.Click(css(`#nav a[href="#/webhooks"]`)),
 		chromedp.WaitVisible(css("#hook-form")),
 		chromedp.SendKeys(css("#hook-name"), "billing"),
 		chromedp.SendKeys(css("#hook-url"), "https://billing.example/hooks/sluice\r"),
 		chromedp.WaitVisible(css("#hook-secret")),
 		chromedp.WaitVisible(css("#webhook-subscribers table")),
-		shot(t, dir, "09c-webhooks"),
+		shot(t, dir, "14-webhooks"),
 		chromedp.Click(css(`#nav a[href="#/audit"]`)),
 		chromedp.WaitVisible(css("#audit-records table")),
 		into(&auditRows, chromedp.Evaluate[int](`document.querySelectorAll("#audit-records tbody tr").length`)),
 		into(&keyRows, chromedp.Evaluate[int](`[...document.querySelectorAll("#audit-records tbody tr")].filter(tr => tr.textContent.includes(`+strconv.Quote(keyBefore)+`)).length`)),
-		shot(t, dir, "10-audit"))
+		shot(t, dir, "15-audit"))
 	// The key issued in the console works for a terminal.
 	req, _ := http.NewRequest("GET", h.url+"/api/v1/auth/me", nil)
 	req.Header.Set("Authorization", "Bearer "+apiKey)
@@ -818,7 +818,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.WaitVisible(css("#top")),
 		chromedp.Navigate(campaignURL),
 		chromedp.WaitVisible(css("#campaign-approve")),
-		shot(t, dir, "12-campaign-approval"),
+		shot(t, dir, "16-campaign-approval"),
 		chromedp.Click(css("#campaign-approve")),
 		chromedp.WaitVisible(css("#campaign-approved")),
 		logout(),
@@ -837,7 +837,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css(`button[data-meter="`+pan+`"]`)),
 		chromedp.WaitVisible(css("#campaign-tokens")),
 		into(&campaignTokens, chromedp.Evaluate[[]tokenView](strings.ReplaceAll(readTokens, "#receipt #tokens", "#campaign-tokens ol.tokens"))),
-		shot(t, dir, "13-campaign"),
+		shot(t, dir, "17-campaign"),
 		chromedp.Click(css("#mark-delivered")),
 		chromedp.WaitVisible(css(`#campaign-tokens[data-state="delivered"]`)),
 		into(&delivered, chromedp.Text(css(`#campaign-counts td[data-state="delivered"]`))))
@@ -876,7 +876,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		chromedp.Click(css("#eng-approve")),
 		chromedp.WaitVisible(css(`#eng-request[data-state="issued"] ol.tokens`)),
 		into(&engTokens, chromedp.Evaluate[[]tokenView](strings.ReplaceAll(readTokens, "#receipt #tokens", "#eng-request ol.tokens"))),
-		shot(t, dir, "14-engineering"))
+		shot(t, dir, "18-engineering"))
 	if len(engTokens) != 1 || engTokens[0].Kind != "engineering" || !grouped.MatchString(engTokens[0].Digits) {
 		t.Errorf("engineering tokens %+v", engTokens)
 	}
@@ -893,17 +893,17 @@ func TestConsoleEndToEnd(t *testing.T) {
 		into(&menuShown, chromedp.Evaluate[bool](`getComputedStyle(document.getElementById("menu-toggle")).display !== "none"`)),
 		chromedp.Click(css("#menu-toggle")),
 		chromedp.WaitVisible(css(`#nav.open a[href="#/vend"]`)),
-		shot(t, dir, "15-tablet-menu"),
+		shot(t, dir, "19-tablet-menu"),
 		chromedp.Click(css(`#nav.open a[href="#/vend"]`)),
 		chromedp.SendKeys(css("#vend-search"), "ACC-001\r"),
 		chromedp.WaitVisible(css(`button.pick[data-meter="`+pan+`"]`)),
 		chromedp.Click(css(`button.pick[data-meter="`+pan+`"]`)),
 		chromedp.SendKeys(css("#vend-amount"), "20\r"),
 		chromedp.WaitVisible(css("#pay-btn")),
-		shot(t, dir, "16-tablet-preview"),
+		shot(t, dir, "20-tablet-preview"),
 		chromedp.Click(css("#pay-btn")),
 		chromedp.WaitVisible(css("#receipt")),
-		shot(t, dir, "17-tablet-receipt"))
+		shot(t, dir, "21-tablet-receipt"))
 	if !menuShown {
 		t.Errorf("no menu button on a tablet")
 	}
@@ -933,7 +933,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 				t.Errorf("%s on %s: %q", who.user, l, errs)
 			}
 			if who.user == "cashier1" && l == "#/tariffs" {
-				run(t, ctx, "tariffs", shot(t, dir, "18-tariffs"))
+				run(t, ctx, "tariffs", shot(t, dir, "22-tariffs"))
 			}
 		}
 		t.Logf("%s walked %v", who.user, links)
