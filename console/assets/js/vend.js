@@ -160,7 +160,11 @@ export async function vendPage(ctx) {
       // is spent on nothing.
       st.pending = null;
       savePending(null);
-      previewOut.append(errorBox(e));
+      if (amountForm.hidden) {
+        // A retry from the pending panel: say so where the operator looks.
+        clear(selected).append(h("section", { class: "card", role: "alert" }, h("h2", {}, "The head-end refused this purchase"), errorBox(e),
+          h("p", {}, "Nothing was sold. Search the customer again to start a new sale.")));
+      } else previewOut.append(errorBox(e));
     }
   }
 
