@@ -48,6 +48,13 @@ async function start() {
     document.getElementById("menu-toggle").setAttribute("aria-expanded", "false");
   };
   document.getElementById("nav").addEventListener("click", e => { if (e.target.closest("a")) closeMenu(); });
+  document.addEventListener("keydown", e => {
+    const nav = document.getElementById("nav");
+    if (e.key === "Escape" && nav.classList.contains("open")) {
+      closeMenu();
+      document.getElementById("menu-toggle").focus();
+    }
+  });
   window.addEventListener("hashchange", () => { closeMenu(); render(); });
   document.getElementById("menu-toggle").addEventListener("click", e => {
     const nav = document.getElementById("nav");
