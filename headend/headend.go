@@ -28,6 +28,7 @@ import (
 	"sluice/campaign/campaignapi"
 	"sluice/channel"
 	"sluice/config"
+	"sluice/console"
 	"sluice/kms"
 	"sluice/kms/filekms"
 	"sluice/report"
@@ -174,7 +175,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
 	extra := slices.Concat(report.Routes(rep), channel.Routes(ch), webhook.Routes(webhook.NewAdmin(db, box, opt.Now)),
-		engineeringapi.Routes(h.vend), campaignapi.Routes(camp), tel.Routes())
+		engineeringapi.Routes(h.vend), campaignapi.Routes(camp), tel.Routes(), auditRoutes(db, h.km))
 	h.workers.Go(func() { webhook.New(webhook.Config{Store: db, Logger: log, Box: box}).Run(workCtx) })
 
 	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version, Extra: extra})
@@ -188,7 +189,8 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	h.workers.Go(func() { <-workCtx.Done(); tel.Close() })
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/reports/{name}/export", rep.ExportHandler(h.auth))
-	mux.Handle("/", srv.Handler())
+	// The operator console at /, the API and probes beside it.
+	mux.Handle("/", console.Mount(srv.Handler()))
 	h.listener, err = net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, fmt.Errorf("listen: %w", err)

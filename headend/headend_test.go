@@ -2,13 +2,18 @@ package headend
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"log/slog"
 	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
+	"sluice/auditlog"
 	"sluice/auth"
 	"sluice/config"
 	"sluice/kms/filekms"
@@ -87,5 +92,51 @@ func TestRefusesAWrongPassphraseAndTheMissingOne(t *testing.T) {
 	os.Remove(filepath.Join(dir, "kms.passphrase"))
 	if _, err := Start(ctx, testConfig(t, dir), slog.New(slog.DiscardHandler), opts); err == nil {
 		t.Fatal("started without the key store's passphrase")
+	}
+}
+
+func TestAuditVerifyRoute(t *testing.T) {
+	ctx := context.Background()
+	h, err := Start(ctx, testConfig(t, filepath.Join(t.TempDir(), "data")), slog.New(slog.DiscardHandler), opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Shutdown(ctx)
+	jar, _ := cookiejar.New(nil)
+	c := &http.Client{Jar: jar}
+	post := func(path, body string) *http.Response {
+		req, _ := http.NewRequest("POST", h.URL()+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("X-Sluice-Console", "1")
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp
+	}
+	post("/api/v1/auth/login", `{"username":"admin","password":"`+h.BootstrapPassword+`"}`)
+	post("/api/v1/auth/password", `{"current_password":"`+h.BootstrapPassword+`","new_password":"a new admin password"}`)
+	// The login and the password change were audited; the head-end's
+	// sealer chains them within a few seconds, with anchors.
+	var rep auditlog.Report
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		resp, err := c.Get(h.URL() + "/api/v1/audit/verify")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rep = auditlog.Report{}
+		err = json.NewDecoder(resp.Body).Decode(&rep)
+		resp.Body.Close()
+		if err != nil || resp.StatusCode != 200 || !rep.OK {
+			t.Fatalf("verify: %d %v %+v", resp.StatusCode, err, rep)
+		}
+		if rep.Records >= 2 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rep.Records < 2 || rep.Anchored == 0 || !rep.AnchorsChecked {
+		t.Fatalf("report %+v: the sealer did not chain and anchor the records", rep)
 	}
 }

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"sluice/auth"
 	"sluice/keys"
@@ -413,4 +414,40 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+func TestMeterReadingsAndOwnVendor(t *testing.T) {
+	h := newHarness(t, storetest.OpenSQLite(t, false))
+	c := h.setup()
+	ctx := context.Background()
+	at := time.Now().UTC().Add(-time.Hour).Truncate(time.Second)
+	err := h.db.Tx(ctx, func(tx store.Tx) error {
+		m, err := tx.Meters().ByNumber(ctx, testPAN)
+		if err != nil {
+			return err
+		}
+		return tx.Telemetry().StoreReadings(ctx, []store.Reading{{MeterID: m.ID, Time: at, ReceivedAt: at, Forward: 12345, Credit: 800, Loaded: 9000, Unit: 1}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rows []ReadingRow
+	c[auth.Engineer].must(200, "GET", "/meters/"+testPAN+"/readings", nil, &rows)
+	if len(rows) != 1 || rows[0].Forward != 12345 || rows[0].Unit != "litres" || !rows[0].Time.Equal(at) {
+		t.Fatalf("readings %+v", rows)
+	}
+	code, body := c[auth.Engineer].do("GET", "/meters/"+testPAN+"/readings?from=yesterday", nil, nil)
+	if code != 400 || !strings.Contains(string(body), `"field":"from"`) {
+		t.Fatalf("bad from: %d %s", code, body)
+	}
+	var evs []EventRow
+	c[auth.Auditor].must(200, "GET", "/meters/"+testPAN+"/events", nil, &evs)
+	if evs == nil || len(evs) != 0 {
+		t.Fatalf("events %+v, want an empty list", evs)
+	}
+	var v Vendor
+	c[auth.Vendor].must(200, "GET", "/vendors/mine", nil, &v)
+	if v.Code != "OFFICE1" || v.FloatCents != 1_000_000 {
+		t.Fatalf("own vendor %+v", v)
+	}
 }

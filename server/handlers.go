@@ -491,6 +491,83 @@ func (s *Server) meterPurchases(c *call) error {
 	})
 }
 
+// --- telemetry views
+
+// timeParam reads an optional RFC 3339 query parameter.
+func (c *call) timeParam(name string, def time.Time) (time.Time, error) {
+	v := c.r.URL.Query().Get(name)
+	if v == "" {
+		return def, nil
+	}
+	t, err := time.Parse(time.RFC3339, v)
+	if err != nil {
+		return time.Time{}, Error(http.StatusBadRequest, "invalid_request", name, name+" must be an RFC 3339 time such as 2026-11-25T00:00:00Z")
+	}
+	return t, nil
+}
+
+func (s *Server) meterReadings(c *call) error {
+	now := time.Now().UTC()
+	from, err := c.timeParam("from", now.AddDate(0, 0, -30))
+	if err != nil {
+		return err
+	}
+	to, err := c.timeParam("to", now.Add(24*time.Hour))
+	if err != nil {
+		return err
+	}
+	limit, err := c.queryInt("limit", 500, 1, 5000)
+	if err != nil {
+		return err
+	}
+	return readJSON(c, func(tx store.Tx) ([]ReadingRow, error) {
+		m, err := tx.Meters().ByNumber(c.ctx(), c.r.PathValue("number"))
+		if err != nil {
+			return nil, err
+		}
+		rs, err := tx.Telemetry().Readings(c.ctx(), m.ID, from, to, limit)
+		return mapSlice(rs, func(r store.Reading) ReadingRow {
+			unit := "litres"
+			if r.Unit == 2 {
+				unit = "minor"
+			}
+			return ReadingRow{Time: r.Time, Forward: r.Forward, Reverse: r.Reverse, Credit: r.Credit, Loaded: r.Loaded,
+				Unit: unit, Status: r.Status, FrameNumber: r.Counter}
+		}), err
+	})
+}
+
+func (s *Server) meterEvents(c *call) error {
+	since, err := c.timeParam("since", time.Now().UTC().AddDate(0, 0, -30))
+	if err != nil {
+		return err
+	}
+	limit, err := c.queryInt("limit", 100, 1, 1000)
+	if err != nil {
+		return err
+	}
+	return readJSON(c, func(tx store.Tx) ([]EventRow, error) {
+		m, err := tx.Meters().ByNumber(c.ctx(), c.r.PathValue("number"))
+		if err != nil {
+			return nil, err
+		}
+		es, err := tx.Telemetry().Events(c.ctx(), m.ID, since, limit)
+		return mapSlice(es, func(e store.TelemetryEvent) EventRow {
+			return EventRow{Time: e.Time, Kind: e.Kind, Reason: e.Reason, Value: e.Value}
+		}), err
+	})
+}
+
+func (s *Server) myVendor(c *call) error {
+	return readJSON(c, func(tx store.Tx) (Vendor, error) {
+		v, err := tx.Vendors().ByID(c.ctx(), c.p.Operator.VendorID)
+		if err != nil {
+			return Vendor{}, err
+		}
+		return s.vendorView(c.ctx(), tx, v)
+	})
+}
+
 // --- vending
 
 func (s *Server) preview(c *call) error {

@@ -51,6 +51,8 @@ func (s *Server) apiRoutes() []route {
 			Request: vend.NewVendor{}, Response: Vendor{}, Status: http.StatusCreated, h: s.createVendor},
 		{Method: "PATCH", Path: "/vendors/{code}", Roles: roles(auth.Admin), Tag: "vendors", Summary: "Change a vending point's name, daily limit or state",
 			Request: vend.VendorChange{}, Response: Vendor{}, h: s.updateVendor},
+		{Method: "GET", Path: "/vendors/mine", Roles: sellers, Tag: "vendors", Summary: "The caller's own vending point: float, daily limit, sold today",
+			Response: Vendor{}, h: s.myVendor},
 		{Method: "POST", Path: "/vendors/{code}/deposits", Roles: roles(auth.Supervisor), Tag: "vendors", Summary: "Record a float deposit",
 			Request: DepositBody{}, Response: Vendor{}, Status: http.StatusCreated, h: s.deposit},
 		{Method: "GET", Path: "/supply-groups", Roles: roles(auth.Admin, auth.Supervisor, auth.Engineer, auth.Auditor), Tag: "registry", Summary: "List STS supply groups",
@@ -81,6 +83,10 @@ func (s *Server) apiRoutes() []route {
 			Response: []TokenRow{}, h: s.meterTokens},
 		{Method: "GET", Path: "/meters/{number}/purchases", Roles: roles(auth.Admin, auth.Supervisor, auth.Auditor), Tag: "registry", Summary: "Purchases for a meter",
 			Response: []PurchaseRow{}, h: s.meterPurchases},
+		{Method: "GET", Path: "/meters/{number}/readings", Roles: lookup, Tag: "telemetry", Summary: "A meter's verified readings, newest first (?from=&to= RFC 3339, limit=)",
+			Response: []ReadingRow{}, h: s.meterReadings},
+		{Method: "GET", Path: "/meters/{number}/events", Roles: lookup, Tag: "telemetry", Summary: "A meter's reported events, newest first (?since= RFC 3339, limit=)",
+			Response: []EventRow{}, h: s.meterEvents},
 
 		// Vending.
 		{Method: "POST", Path: "/purchases/preview", Roles: sellers, Tag: "vending", Summary: "Tariff breakdown of a purchase, without issuing",
@@ -271,4 +277,24 @@ type AuditRecord struct {
 	Object  string    `json:"object"`
 	Details string    `json:"details"`
 	Hash    string    `json:"hash"`
+}
+
+// ReadingRow is one verified meter reading.
+type ReadingRow struct {
+	Time        time.Time `json:"time"`
+	Forward     int64     `json:"forward_litres"`
+	Reverse     int64     `json:"reverse_litres"`
+	Credit      int64     `json:"credit"`
+	Loaded      int64     `json:"loaded"`
+	Unit        string    `json:"unit"` // "litres" or "minor"
+	Status      uint16    `json:"status"`
+	FrameNumber uint32    `json:"frame_counter,omitempty"`
+}
+
+// EventRow is one event a meter reported.
+type EventRow struct {
+	Time   time.Time `json:"time"`
+	Kind   uint8     `json:"kind"`
+	Reason uint8     `json:"reason"`
+	Value  int64     `json:"value"`
 }
