@@ -272,11 +272,13 @@ func Dial(ctx context.Context, cfg DialConfig) (*Conn, error) {
 // Publish sends a QoS 1 message and waits for the broker's PUBACK.
 func (c *Conn) Publish(ctx context.Context, t string, payload []byte) error {
 	r, err := c.cm.Publish(ctx, &paho.Publish{QoS: 1, Topic: c.prefix + t, Payload: payload})
-	if err != nil {
-		return fmt.Errorf("mqttlink: publish %s: %w", t, err)
-	}
+	// paho reports a refusal as an error and the PUBACK together: the
+	// reason code is what says it was the broker's decision.
 	if r != nil && r.ReasonCode >= 0x80 {
 		return fmt.Errorf("%w: %s (reason 0x%02x)", ErrRefused, t, r.ReasonCode)
+	}
+	if err != nil {
+		return fmt.Errorf("mqttlink: publish %s: %w", t, err)
 	}
 	return nil
 }
