@@ -274,12 +274,14 @@ func (s *Service) Routes() []server.Route {
 }
 
 // stored runs after each committed batch: revenue protection on every
-// frame, and voucher acknowledgements close their deliveries.
+// frame, key reports confirm key-change campaigns, and voucher
+// acknowledgements close their deliveries.
 func (s *Service) stored(ctx context.Context, frames []ingest.StoredFrame) {
 	for _, sf := range frames {
 		if err := s.Protect.Observe(ctx, sf.Meter.ID, sf.Meter.Number, sf.Frame); err != nil {
 			s.log.Error("revenue protection", "meter", sf.Meter.Number, "err", err)
 		}
+		s.confirmKeys(ctx, sf.Meter.ID, sf.Meter.Number, sf.Frame)
 		if sf.Frame.Kind == frame.KindAck && sf.Frame.Ack.Subject == frame.SubjectVoucher {
 			if err := s.acknowledged(ctx, sf.Meter, sf.Frame.Ack); err != nil {
 				s.log.Error("voucher acknowledgement", "meter", sf.Meter.Number, "seq", sf.Frame.Ack.Ref, "err", err)
