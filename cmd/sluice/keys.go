@@ -13,8 +13,11 @@ import (
 	"os"
 	"text/tabwriter"
 
+	"sluice/config"
+	"sluice/headend"
 	"sluice/keys"
 	"sluice/kms"
+	"sluice/kms/filekms"
 	"sluice/kms/kmsconfig"
 	"sluice/kms/pkcs11kms"
 	"sluice/voucher"
@@ -37,10 +40,14 @@ func cmdKeys(ctx context.Context, sio stdio, args []string) error {
 type kmsFlags struct {
 	backend, keystore, passFile *string
 	p11Module, p11Token, p11PIN *string
+	// cf locates the head-end: its key store by default, and its database,
+	// which records every key operation in the audit log.
+	cf *configFlags
 }
 
 func addKMSFlags(fs *flag.FlagSet) *kmsFlags {
 	return &kmsFlags{
+		cf:        addConfigFlags(fs, false),
 		backend:   fs.String("backend", "", "key manager: file or pkcs11 (default: pkcs11 when --pkcs11-module is set, else file)"),
 		keystore:  fs.String("keystore", "", "sealed key store `file` (file backend)"),
 		passFile:  fs.String("passphrase-file", "", "`file` holding the key store passphrase (default: $SLUICE_KMS_PASSPHRASE)"),
@@ -53,6 +60,29 @@ func addKMSFlags(fs *flag.FlagSet) *kmsFlags {
 // open resolves the flags into a kmsconfig.Config and opens the key
 // manager; create lets the file backend make a new store.
 func (f *kmsFlags) open(ctx context.Context, sio stdio, create bool) (kms.KeyManager, error) {
+	cfg, err := f.cf.load(sio)
+	if err != nil {
+		return nil, err
+	}
+	km, err := f.openKMS(ctx, sio, cfg, create)
+	if err != nil {
+		return nil, err
+	}
+	return withAudit(ctx, sio, cfg, km), nil
+}
+
+// openKMS opens the key manager the flags name, defaulting to the
+// configured head-end's.
+func (f *kmsFlags) openKMS(ctx context.Context, sio stdio, cfg config.Config, create bool) (kms.KeyManager, error) {
+	if *f.backend == "" && *f.keystore == "" && *f.p11Module == "" {
+		// No key manager named: the head-end's, from its configuration.
+		if cfg.KMS.Backend == "file" && !create {
+			if _, err := os.Stat(cfg.KMS.File); err != nil {
+				return nil, fmt.Errorf("no key store at %s: name one with --keystore, or the head-end's with --data or --config", cfg.KMS.File)
+			}
+		}
+		return headend.OpenKMS(ctx, cfg, filekms.Options{})
+	}
 	c := kmsconfig.Config{Backend: *f.backend, Create: create}
 	if c.Backend == "" {
 		c.Backend = kmsconfig.File
