@@ -84,7 +84,7 @@ func DefaultActions() map[string]string {
 	return map[string]string{
 		"vend.purchase":   PurchaseCompleted,
 		"vend.reprint":    TokenReprinted,
-		"alert.raise":     AlertRaised,
+		"alert.open":      AlertRaised, // package protect opens an alert
 		"campaign.done":   CampaignFinished,
 		"campaign.cancel": CampaignFinished,
 	}
