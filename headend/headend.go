@@ -36,6 +36,7 @@ import (
 	"sluice/store/postgres"
 	"sluice/store/sqlite"
 	"sluice/store/sqlstore"
+	"sluice/telemetry/broker"
 	telemetry "sluice/telemetry/service"
 	"sluice/vend"
 	"sluice/vend/engineeringapi"
@@ -65,6 +66,7 @@ type Headend struct {
 	km   kms.KeyManager
 	auth *auth.Service
 	vend *vend.Service
+	tel  *telemetry.Service
 	// Background work stops in order: the workers (webhooks, telemetry)
 	// first, then the key-use recorder flushes, then the audit sealer chains
 	// what was flushed.
@@ -186,6 +188,7 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	if err := tel.Start(ctx); err != nil {
 		return nil, fmt.Errorf("telemetry: %w", err)
 	}
+	h.tel = tel
 	h.workers.Go(func() { <-workCtx.Done(); tel.Close() })
 	mux := http.NewServeMux()
 	mux.Handle("GET /api/v1/reports/{name}/export", rep.ExportHandler(h.auth))
@@ -231,6 +234,15 @@ func (h *Headend) stopBackground() {
 	h.recorder.Wait()
 	h.stopSealer()
 	h.sealer.Wait()
+}
+
+// MQTTAddr is the embedded broker's address, or "" when the head-end uses
+// an external broker or none.
+func (h *Headend) MQTTAddr() string {
+	if e, ok := h.tel.Broker.(*broker.Embedded); ok {
+		return e.Addr()
+	}
+	return ""
 }
 
 // Vend is the vending service.

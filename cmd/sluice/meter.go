@@ -47,6 +47,12 @@ func cmdMeter(ctx context.Context, sio stdio, args []string) error {
 	tamper := fs.Float64("tamper", 0.01, "fleet: share of households tampering")
 	every := fs.Duration("every", 24*time.Hour, "fleet: print a summary line each time this much simulated time passes")
 	asJSON := fs.Bool("json", false, "fleet: print the final summary as JSON")
+	attach := fs.Bool("headend", false, "fleet: attach to the head-end named by --config/--data: register the meters, report over its MQTT broker, buy through vending, take remote top-ups")
+	cf := addConfigFlags(fs, false)
+	firstID := fs.Uint64("first", 9100001, "fleet with --headend: the first meter number")
+	tariff := fs.String("tariff", "", "fleet with --headend: code of an existing tariff for the meters")
+	brokerURL := fs.String("mqtt", "", "fleet with --headend: broker URL (default: the head-end's embedded broker at mqtt.listen)")
+	topUp := fs.Int64("topup-cents", 20000, "fleet with --headend: what a household pays each time it buys")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -65,6 +71,14 @@ func cmdMeter(ctx context.Context, sio stdio, args []string) error {
 	switch {
 	case *inspect != "":
 		return meterInspect(sio, *inspect)
+	case *meters > 0 && *attach:
+		cfg, err := cf.load(sio)
+		if err != nil {
+			return configError(sio, "meter", err)
+		}
+		return meterFleetHeadend(ctx, sio, cfg, fleetFlags{first: *firstID, tariff: *tariff, broker: *brokerURL, topUp: *topUp},
+			sim.Config{Meters: *meters, Seed: *seed, Start: start, Step: *step, Report: *report, Params: meter.DefaultParams(),
+				LeakShare: *leaks, TamperShare: *tamper, TopUp: 1000}, start.Add(*runFor), *every)
 	case *meters > 0:
 		return meterFleet(ctx, sio, sim.Config{Meters: *meters, FirstID: 1, Seed: *seed, Start: start, Step: *step,
 			Report: *report, Params: meter.DefaultParams(), LeakShare: *leaks, TamperShare: *tamper, InitialCredit: 3000},
