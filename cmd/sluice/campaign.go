@@ -144,19 +144,11 @@ func cmdCampaignApprove(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := cf.load(sio)
-	if err != nil {
-		return configError(sio, "keys campaign approve", err)
-	}
-	e, err := openCampaigns(ctx, cfg, true, 0)
+	e, c, err := openCampaign(ctx, sio, cf, "keys campaign approve", ref, true, 0)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	c, err := e.svc.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
 	st, err := e.svc.Approve(ctx, campaignActor(sio, *actor), c.ID)
 	if err != nil {
 		return err
@@ -185,6 +177,26 @@ func campaignMeterList(s string) ([]string, error) {
 		return nil, errors.New("no meter numbers")
 	}
 	return out, nil
+}
+
+// openCampaign loads the configuration, opens the campaigns of its head-end
+// (with the key manager when the command issues anything) and finds the
+// campaign ref names. The caller closes the environment.
+func openCampaign(ctx context.Context, sio stdio, cf *configFlags, name, ref string, withKMS bool, batch int) (*campaignEnv, store.Campaign, error) {
+	cfg, err := cf.load(sio)
+	if err != nil {
+		return nil, store.Campaign{}, configError(sio, name, err)
+	}
+	e, err := openCampaigns(ctx, cfg, withKMS, batch)
+	if err != nil {
+		return nil, store.Campaign{}, err
+	}
+	c, err := e.svc.Lookup(ctx, ref)
+	if err != nil {
+		e.Close()
+		return nil, store.Campaign{}, err
+	}
+	return e, c, nil
 }
 
 // campaignArg parses flags and the one CAMPAIGN argument (ID or name).
@@ -284,19 +296,11 @@ func cmdCampaignStatus(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := cf.load(sio)
-	if err != nil {
-		return configError(sio, "keys campaign status", err)
-	}
-	e, err := openCampaigns(ctx, cfg, false, 0)
+	e, c, err := openCampaign(ctx, sio, cf, "keys campaign status", ref, false, 0)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	c, err := e.svc.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
 	st, err := e.svc.Status(ctx, c.ID)
 	if err != nil {
 		return err
@@ -345,19 +349,11 @@ func cmdCampaignReport(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := cf.load(sio)
-	if err != nil {
-		return configError(sio, "keys campaign report", err)
-	}
-	e, err := openCampaigns(ctx, cfg, false, 0)
+	e, c, err := openCampaign(ctx, sio, cf, "keys campaign report", ref, false, 0)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	c, err := e.svc.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
 	rep, err := e.svc.Report(ctx, c.ID)
 	if err != nil {
 		return err
@@ -430,19 +426,11 @@ func cmdCampaignDeliver(ctx context.Context, sio stdio, args []string) error {
 		fs.Usage()
 		return errUsage
 	}
-	cfg, err := cf.load(sio)
-	if err != nil {
-		return configError(sio, "keys campaign deliver", err)
-	}
-	e, err := openCampaigns(ctx, cfg, false, 0)
+	e, c, err := openCampaign(ctx, sio, cf, "keys campaign deliver", ref, false, 0)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	c, err := e.svc.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
 	failed := false
 	for _, m := range meters {
 		if err := e.svc.Deliver(ctx, campaignActor(sio, *actor), c.ID, m); err != nil {
@@ -466,19 +454,11 @@ func cmdCampaignCancel(ctx context.Context, sio stdio, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg, err := cf.load(sio)
-	if err != nil {
-		return configError(sio, "keys campaign cancel", err)
-	}
-	e, err := openCampaigns(ctx, cfg, false, 0)
+	e, c, err := openCampaign(ctx, sio, cf, "keys campaign cancel", ref, false, 0)
 	if err != nil {
 		return err
 	}
 	defer e.Close()
-	c, err := e.svc.Lookup(ctx, ref)
-	if err != nil {
-		return err
-	}
 	if err := e.svc.Cancel(ctx, campaignActor(sio, *actor), c.ID); err != nil {
 		return err
 	}
