@@ -129,33 +129,6 @@ type headendLab struct {
 // them run on it too.
 var headendNow = time.Date(2026, 8, 3, 10, 0, 0, 0, time.UTC)
 
-// brokerLog is the head-end's logger in the lab: it discards everything but
-// remembers the address the embedded MQTT broker says it listens on (the
-// broker takes a free port, and the head-end exposes no accessor for it).
-type brokerLog struct {
-	mu   sync.Mutex
-	addr string
-}
-
-func (b *brokerLog) Enabled(context.Context, slog.Level) bool { return true }
-func (b *brokerLog) WithAttrs([]slog.Attr) slog.Handler       { return b }
-func (b *brokerLog) WithGroup(string) slog.Handler            { return b }
-func (b *brokerLog) Handle(_ context.Context, r slog.Record) error {
-	if !strings.Contains(r.Message, "MQTT broker listening") {
-		return nil
-	}
-	r.Attrs(func(a slog.Attr) bool {
-		if a.Key == "addr" {
-			b.mu.Lock()
-			b.addr = a.Value.String()
-			b.mu.Unlock()
-			return false
-		}
-		return true
-	})
-	return nil
-}
-
 const labMeterNumber = "120000001"
 
 func startHeadend(ctx context.Context, lab *Lab) (*headendLab, error) {
@@ -173,8 +146,7 @@ func startHeadend(ctx context.Context, lab *Lab) (*headendLab, error) {
 	// The embedded MQTT broker on a free port, like the HTTP server: two
 	// labs (or a lab and a running head-end) must not share one.
 	cfg.MQTT.Mode, cfg.MQTT.Listen = "embedded", "127.0.0.1:0"
-	logs := &brokerLog{}
-	h, err := headend.Start(ctx, cfg, slog.New(logs), headend.Options{
+	h, err := headend.Start(ctx, cfg, slog.New(slog.DiscardHandler), headend.Options{
 		Version:        "attack-lab",
 		PasswordParams: &auth.Params{Memory: 64, Time: 1, Threads: 1},
 		KMSOptions:     filekms.Options{Time: 1, MemoryKiB: 8 << 10, Threads: 1},
@@ -183,9 +155,7 @@ func startHeadend(ctx context.Context, lab *Lab) (*headendLab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start head-end: %w", err)
 	}
-	logs.mu.Lock()
-	hl := &headendLab{h: h, url: h.URL(), clients: map[string]*api{}, meter: labMeterNumber, mqtt: logs.addr}
-	logs.mu.Unlock()
+	hl := &headendLab{h: h, url: h.URL(), clients: map[string]*api{}, meter: labMeterNumber, mqtt: h.MQTTAddr()}
 	ok := false
 	defer func() {
 		if !ok {
