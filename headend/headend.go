@@ -22,6 +22,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"sluice/auditlog"
 	"sluice/auth"
 	"sluice/campaign"
@@ -181,7 +183,13 @@ func Start(ctx context.Context, cfg config.Config, log *slog.Logger, opt Options
 	h.workers.Go(func() { webhook.New(webhook.Config{Store: db, Logger: log, Box: box}).Run(workCtx) })
 
 	srv := server.New(server.Config{Store: db, Auth: h.auth, Vend: h.vend, Logger: log, Version: opt.Version, Extra: extra})
-	srv.Registry().MustRegister(auditlog.NewCollector(db))
+	srv.Registry().MustRegister(auditlog.NewCollector(db),
+		// SQLite group commit: transactions over commits is the mean batch
+		// each fsync carried.
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_store_write_transactions_total",
+			Help: "Write transactions committed through group commit (SQLite)."}, func() float64 { t, _ := db.GroupStats(); return float64(t) }),
+		prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "sluice_store_commits_total",
+			Help: "Database commits (fsyncs) group commit made for them (SQLite)."}, func() float64 { _, c := db.GroupStats(); return float64(c) }))
 	if err := tel.Register(srv.Registry()); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
@@ -62,6 +63,18 @@ func TestFirstRunThenRestart(t *testing.T) {
 		t.Fatalf("readyz: %v %v", resp, err)
 	}
 	resp.Body.Close()
+	// What operators monitor is there from the start.
+	resp, err = http.Get(h.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, m := range []string{"sluice_store_commits_total", "sluice_store_write_transactions_total", "sluice_audit_", "sluice_telemetry_frames_total", "sluice_http_requests_total"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
 	if err := h.Shutdown(ctx); err != nil {
 		t.Fatal(err)
 	}
