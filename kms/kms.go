@@ -164,6 +164,36 @@ type KeyManager interface {
 	Close() error
 }
 
+// CheckCreate validates CreateKey's arguments, the same for every backend:
+// a valid name and a kind the key manager generates itself.
+func CheckCreate(name string, kind Kind) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if !kind.Valid() {
+		return fmt.Errorf("%w: kind %q unknown", ErrInvalid, kind)
+	}
+	if kind.Imported() {
+		return fmt.Errorf("%w: %s keys are imported, not generated", ErrKind, kind)
+	}
+	return nil
+}
+
+// CheckImport validates ImportKey's arguments, the same for every backend:
+// a valid name, a kind that is imported, and material of its exact size.
+func CheckImport(name string, kind Kind, material []byte) error {
+	if err := CheckName(name); err != nil {
+		return err
+	}
+	if !kind.Imported() {
+		return fmt.Errorf("%w: %s keys are generated inside the key manager, not imported", ErrKind, kind)
+	}
+	if len(material) != kind.SecretSize() {
+		return fmt.Errorf("%w: %s key is %d bytes, want %d", ErrInvalid, kind, len(material), kind.SecretSize())
+	}
+	return nil
+}
+
 // CheckName validates a key name: 1 to 64 characters from a-z 0-9 . _ - /,
 // starting with a letter or digit. Names appear in file formats, PKCS#11
 // labels and logs, so they are kept plain.

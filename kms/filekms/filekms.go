@@ -448,14 +448,8 @@ func (s *Store) generate(kind kms.Kind) ([]byte, error) {
 
 // CreateKey implements kms.KeyManager.
 func (s *Store) CreateKey(_ context.Context, name string, kind kms.Kind) (kms.KeyInfo, error) {
-	if err := kms.CheckName(name); err != nil {
+	if err := kms.CheckCreate(name, kind); err != nil {
 		return kms.KeyInfo{}, err
-	}
-	if !kind.Valid() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: kind %q unknown", kms.ErrInvalid, kind)
-	}
-	if kind.Imported() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: %s keys are imported, not generated", kms.ErrKind, kind)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -474,14 +468,8 @@ func (s *Store) CreateKey(_ context.Context, name string, kind kms.Kind) (kms.Ke
 
 // ImportKey implements kms.KeyManager.
 func (s *Store) ImportKey(_ context.Context, name string, kind kms.Kind, material []byte) (kms.KeyInfo, error) {
-	if err := kms.CheckName(name); err != nil {
+	if err := kms.CheckImport(name, kind, material); err != nil {
 		return kms.KeyInfo{}, err
-	}
-	if !kind.Imported() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: %s keys are generated inside the key manager, not imported", kms.ErrKind, kind)
-	}
-	if len(material) != kind.SecretSize() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: %s key is %d bytes, want %d", kms.ErrInvalid, kind, len(material), kind.SecretSize())
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -414,14 +414,8 @@ func (k *KMS) generate(name string, version int, kind kms.Kind) (kms.KeyInfo, er
 
 // CreateKey implements kms.KeyManager.
 func (k *KMS) CreateKey(_ context.Context, name string, kind kms.Kind) (kms.KeyInfo, error) {
-	if err := kms.CheckName(name); err != nil {
+	if err := kms.CheckCreate(name, kind); err != nil {
 		return kms.KeyInfo{}, err
-	}
-	if !kind.Valid() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: kind %q unknown", kms.ErrInvalid, kind)
-	}
-	if kind.Imported() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: %s keys are imported, not generated", kms.ErrKind, kind)
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
@@ -454,14 +448,8 @@ func (k *KMS) Rotate(_ context.Context, name string) (kms.KeyInfo, error) {
 
 // ImportKey implements kms.KeyManager.
 func (k *KMS) ImportKey(_ context.Context, name string, kind kms.Kind, material []byte) (kms.KeyInfo, error) {
-	if err := kms.CheckName(name); err != nil {
+	if err := kms.CheckImport(name, kind, material); err != nil {
 		return kms.KeyInfo{}, err
-	}
-	if !kind.Imported() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: %s keys are generated inside the key manager, not imported", kms.ErrKind, kind)
-	}
-	if len(material) != kind.SecretSize() {
-		return kms.KeyInfo{}, fmt.Errorf("%w: %s key is %d bytes, want %d", kms.ErrInvalid, kind, len(material), kind.SecretSize())
 	}
 	k.mu.Lock()
 	defer k.mu.Unlock()
