@@ -6,7 +6,6 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -102,14 +101,6 @@ func randomToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
-func audit(ctx context.Context, tx store.Tx, at time.Time, actor, action, object string, details any) error {
-	js, err := json.Marshal(details)
-	if err != nil {
-		return err
-	}
-	return tx.Audit().Append(ctx, store.AuditRecord{At: at, Actor: actor, Action: action, Object: object, Details: js})
-}
-
 // Login checks a password and opens a session. It returns the session token
 // (to set as a cookie) and the operator.
 func (s *Service) Login(ctx context.Context, username, password, remote string) (string, store.Operator, error) {
@@ -146,7 +137,7 @@ func (s *Service) Login(ctx context.Context, username, password, remote string) 
 			if err := tx.Credentials().RecordLoginFailure(ctx, username, remote, now); err != nil {
 				return err
 			}
-			return audit(ctx, tx, now, "anonymous", "auth.login_failed", "operator/"+username, map[string]string{"remote": remote})
+			return store.AppendAudit(ctx, tx, now, "anonymous", "auth.login_failed", "operator/"+username, map[string]string{"remote": remote})
 		})
 		if ferr != nil {
 			return "", store.Operator{}, ferr
@@ -172,7 +163,7 @@ func (s *Service) Login(ctx context.Context, username, password, remote string) 
 				}
 			}
 		}
-		return audit(ctx, tx, now, "operator:"+op.Username, "auth.login", "operator/"+op.Username, map[string]string{"remote": remote})
+		return store.AppendAudit(ctx, tx, now, "operator:"+op.Username, "auth.login", "operator/"+op.Username, map[string]string{"remote": remote})
 	})
 	if err != nil {
 		return "", store.Operator{}, err
@@ -230,7 +221,7 @@ func (s *Service) Logout(ctx context.Context, p Principal, sessionToken string) 
 		if err := tx.Credentials().DeleteSession(ctx, tokenHash(sessionToken)); err != nil {
 			return err
 		}
-		return audit(ctx, tx, s.now().UTC(), p.Actor(), "auth.logout", "operator/"+p.Operator.Username, map[string]any{})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), p.Actor(), "auth.logout", "operator/"+p.Operator.Username, map[string]any{})
 	})
 }
 
@@ -272,7 +263,7 @@ func (s *Service) ChangePassword(ctx context.Context, p Principal, current, next
 		if err := tx.Operators().Update(ctx, op); err != nil {
 			return err
 		}
-		return audit(ctx, tx, s.now().UTC(), p.Actor(), "auth.password_changed", "operator/"+op.Username, map[string]any{})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), p.Actor(), "auth.password_changed", "operator/"+op.Username, map[string]any{})
 	})
 }
 
@@ -336,7 +327,7 @@ func (s *Service) CreateOperator(ctx context.Context, by Principal, n NewOperato
 			}
 			return err
 		}
-		return audit(ctx, tx, s.now().UTC(), by.Actor(), "operator.create", "operator/"+op.Username, map[string]any{"role": op.Role, "vendor": n.Vendor})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), by.Actor(), "operator.create", "operator/"+op.Username, map[string]any{"role": op.Role, "vendor": n.Vendor})
 	})
 	return op, pw, err
 }
@@ -402,7 +393,7 @@ func (s *Service) UpdateOperator(ctx context.Context, by Principal, username str
 				return err
 			}
 		}
-		return audit(ctx, tx, s.now().UTC(), by.Actor(), "operator.update", "operator/"+op.Username, c)
+		return store.AppendAudit(ctx, tx, s.now().UTC(), by.Actor(), "operator.update", "operator/"+op.Username, c)
 	})
 	return op, err
 }
@@ -428,7 +419,7 @@ func (s *Service) CreateAPIKey(ctx context.Context, by Principal, username, labe
 		if k, err = tx.Credentials().CreateAPIKey(ctx, store.APIKey{KeyHash: tokenHash(key), Prefix: key[:len(APIKeyPrefix)+8], OperatorID: op.ID, Label: label}); err != nil {
 			return err
 		}
-		return audit(ctx, tx, s.now().UTC(), by.Actor(), "apikey.create", fmt.Sprintf("api-key/%d", k.ID), map[string]string{"operator": username, "label": label, "prefix": k.Prefix})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), by.Actor(), "apikey.create", fmt.Sprintf("api-key/%d", k.ID), map[string]string{"operator": username, "label": label, "prefix": k.Prefix})
 	})
 	return k, key, err
 }
@@ -439,7 +430,7 @@ func (s *Service) RevokeAPIKey(ctx context.Context, by Principal, id int64) erro
 		if err := tx.Credentials().RevokeAPIKey(ctx, id, s.now().UTC()); err != nil {
 			return err
 		}
-		return audit(ctx, tx, s.now().UTC(), by.Actor(), "apikey.revoke", fmt.Sprintf("api-key/%d", id), map[string]any{})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), by.Actor(), "apikey.revoke", fmt.Sprintf("api-key/%d", id), map[string]any{})
 	})
 }
 

@@ -436,9 +436,5 @@ func (s *Service) Lookup(ctx context.Context, ref string) (store.Campaign, error
 }
 
 func audit(ctx context.Context, tx store.Tx, at time.Time, actor, action string, c store.Campaign, details any) error {
-	js, err := json.Marshal(details)
-	if err != nil {
-		return err
-	}
-	return tx.Audit().Append(ctx, store.AuditRecord{At: at, Actor: actor, Action: action, Object: fmt.Sprintf("campaign:%d", c.ID), Details: js})
+	return store.AppendAudit(ctx, tx, at, actor, action, fmt.Sprintf("campaign:%d", c.ID), details)
 }

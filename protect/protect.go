@@ -290,9 +290,5 @@ func audit(ctx context.Context, tx store.Tx, at time.Time, actor, action string,
 		details = map[string]any{}
 	}
 	details["subject"], details["rule"] = a.Subject, a.Rule
-	js, err := json.Marshal(details)
-	if err != nil {
-		return err
-	}
-	return tx.Audit().Append(ctx, store.AuditRecord{At: at, Actor: actor, Action: action, Object: "alert:" + strconv.FormatInt(a.ID, 10), Details: js})
+	return store.AppendAudit(ctx, tx, at, actor, action, "alert:"+strconv.FormatInt(a.ID, 10), details)
 }

@@ -79,7 +79,7 @@ func (s *Service) Deposit(ctx context.Context, a Actor, req DepositRequest) (sto
 		}
 		v.FloatCents = after
 		out = v
-		return appendAudit(ctx, tx, now, a.String(), "vendor.deposit", "vendor/"+v.Code, map[string]any{
+		return store.AppendAudit(ctx, tx, now, a.String(), "vendor.deposit", "vendor/"+v.Code, map[string]any{
 			"amount_cents": req.AmountCents, "bank": req.Bank, "reference": req.Reference, "float_after": after,
 		})
 	})
@@ -128,7 +128,7 @@ func (s *Service) TakeOnDebt(ctx context.Context, a Actor, req DebtRequest) (sto
 		}
 		c.DebtCents += req.AmountCents
 		out = c
-		return appendAudit(ctx, tx, now, a.String(), "customer.debt", "customer/"+c.Account, map[string]any{
+		return store.AppendAudit(ctx, tx, now, a.String(), "customer.debt", "customer/"+c.Account, map[string]any{
 			"amount_cents": req.AmountCents, "reference": req.Reference, "debt_after": c.DebtCents,
 		})
 	})

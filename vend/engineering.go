@@ -236,7 +236,7 @@ func (s *Service) RequestEngineering(ctx context.Context, a Actor, req Engineeri
 		if err != nil {
 			return err
 		}
-		if err := appendAudit(ctx, tx, s.now(), a.String(), "engineering.request", fmt.Sprintf("engineering-request:%d", row.ID),
+		if err := store.AppendAudit(ctx, tx, s.now(), a.String(), "engineering.request", fmt.Sprintf("engineering-request:%d", row.ID),
 			map[string]any{"meter": m.Number, "action": r.Action, "params": json.RawMessage(params), "reason": r.Reason}); err != nil {
 			return err
 		}
@@ -308,10 +308,10 @@ func (s *Service) ApproveEngineering(ctx context.Context, a Actor, id int64) (En
 			return err
 		}
 		obj := fmt.Sprintf("engineering-request:%d", id)
-		if err := appendAudit(ctx, tx, now, a.String(), "engineering.approve", obj, map[string]any{"meter": m.Number, "action": r.Action}); err != nil {
+		if err := store.AppendAudit(ctx, tx, now, a.String(), "engineering.approve", obj, map[string]any{"meter": m.Number, "action": r.Action}); err != nil {
 			return err
 		}
-		if err := appendAudit(ctx, tx, now, a.String(), "engineering.issue", obj, map[string]any{"meter": m.Number, "tokens": auditTokens(iss.rows)}); err != nil {
+		if err := store.AppendAudit(ctx, tx, now, a.String(), "engineering.issue", obj, map[string]any{"meter": m.Number, "tokens": auditTokens(iss.rows)}); err != nil {
 			return err
 		}
 		r.State, r.DecidedBy, r.DecidedAt = store.RequestIssued, a.OperatorID, now
@@ -339,7 +339,7 @@ func (s *Service) RejectEngineering(ctx context.Context, a Actor, id int64, reas
 		if err := tx.EngineeringRequests().Decide(ctx, id, store.RequestRejected, a.OperatorID, now); err != nil {
 			return err
 		}
-		if err := appendAudit(ctx, tx, now, a.String(), "engineering.reject", fmt.Sprintf("engineering-request:%d", id),
+		if err := store.AppendAudit(ctx, tx, now, a.String(), "engineering.reject", fmt.Sprintf("engineering-request:%d", id),
 			map[string]any{"reason": strings.TrimSpace(reason)}); err != nil {
 			return err
 		}

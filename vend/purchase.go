@@ -303,7 +303,7 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	if err := tx.Purchases().SetResponse(ctx, p.ID, js); err != nil {
 		return Result{}, err
 	}
-	err = appendAudit(ctx, tx, now, a.String(), "vend.purchase", "purchase/"+strconv.FormatInt(p.ID, 10), map[string]any{
+	err = store.AppendAudit(ctx, tx, now, a.String(), "vend.purchase", "purchase/"+strconv.FormatInt(p.ID, 10), map[string]any{
 		"meter": m.Number, "vendor": v.Code, "idempotency_key": key, "tendered_cents": req.AmountCents,
 		"paid_cents": paid, "litres": bd.Litres, "free_litres": bd.FreeLitres, "tokens": len(iss.issued),
 	})
@@ -371,15 +371,6 @@ func LedgerEntry(se store.LedgerEntry) (*ledger.Entry, error) {
 		}
 	}
 	return e, nil
-}
-
-// appendAudit writes a pending audit record in tx.
-func appendAudit(ctx context.Context, tx store.Tx, at time.Time, actor, action, object string, details any) error {
-	js, err := json.Marshal(details)
-	if err != nil {
-		return err
-	}
-	return tx.Audit().Append(ctx, store.AuditRecord{At: at, Actor: actor, Action: action, Object: object, Details: js})
 }
 
 // randomNibble is an STS token's RND field.

@@ -59,7 +59,7 @@ func (s *Service) CreateCustomer(ctx context.Context, a Actor, n NewCustomer) (s
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "customer.create", "customer/"+c.Account, n)
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "customer.create", "customer/"+c.Account, n)
 	})
 	return c, err
 }
@@ -147,7 +147,7 @@ func (s *Service) CreateMeter(ctx context.Context, a Actor, n NewMeter) (store.M
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "meter.create", "meter/"+m.Number, n)
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "meter.create", "meter/"+m.Number, n)
 	})
 	return m, err
 }
@@ -168,7 +168,7 @@ func (s *Service) AssignMeter(ctx context.Context, a Actor, number, account stri
 		if err := tx.Meters().Update(ctx, m); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "meter.assign", "meter/"+m.Number, map[string]string{"customer": account})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "meter.assign", "meter/"+m.Number, map[string]string{"customer": account})
 	})
 	return m, err
 }
@@ -240,7 +240,7 @@ func (s *Service) PutSupplyGroup(ctx context.Context, a Actor, spec SupplyGroupS
 				return err
 			}
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "supply_group.put", "supply-group/"+g.Code, spec)
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "supply_group.put", "supply-group/"+g.Code, spec)
 	})
 	return g, err
 }
@@ -266,7 +266,7 @@ func (s *Service) PutTariff(ctx context.Context, a Actor, code string, definitio
 		if err := tx.Tariffs().Put(ctx, store.Tariff{Code: code, Definition: canonical}); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "tariff.put", "tariff/"+code, json.RawMessage(canonical))
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "tariff.put", "tariff/"+code, json.RawMessage(canonical))
 	})
 	return t, err
 }
@@ -299,7 +299,7 @@ func (s *Service) CreateVendor(ctx context.Context, a Actor, n NewVendor) (store
 		if err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "vendor.create", "vendor/"+v.Code, n)
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "vendor.create", "vendor/"+v.Code, n)
 	})
 	return v, err
 }
@@ -337,7 +337,7 @@ func (s *Service) UpdateVendor(ctx context.Context, a Actor, code string, c Vend
 		if err := tx.Vendors().Update(ctx, v); err != nil {
 			return err
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "vendor.update", "vendor/"+v.Code, c)
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "vendor.update", "vendor/"+v.Code, c)
 	})
 	return v, err
 }

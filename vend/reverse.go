@@ -88,7 +88,7 @@ func (s *Service) Receipt(ctx context.Context, a Actor, id int64, restrictToVend
 			// vending points are none of a cashier's business.
 			return fmt.Errorf("purchase %d: %w", id, store.ErrNotFound)
 		}
-		return appendAudit(ctx, tx, s.now().UTC(), a.String(), "vend.reprint", "purchase/"+strconv.FormatInt(id, 10), map[string]any{})
+		return store.AppendAudit(ctx, tx, s.now().UTC(), a.String(), "vend.reprint", "purchase/"+strconv.FormatInt(id, 10), map[string]any{})
 	})
 	if err != nil {
 		return Receipt{}, nil, err
@@ -236,7 +236,7 @@ func (s *Service) Reverse(ctx context.Context, a Actor, id int64, req ReversalRe
 			return err
 		}
 		_ = litres
-		return appendAudit(ctx, tx, now, a.String(), "vend.reverse", "purchase/"+strconv.FormatInt(p.ID, 10), map[string]any{
+		return store.AppendAudit(ctx, tx, now, a.String(), "vend.reverse", "purchase/"+strconv.FormatInt(p.ID, 10), map[string]any{
 			"mode": out.Mode, "reason": req.Reason, "refunded_cents": out.Refunded, "debt_raised_cents": out.DebtRaised,
 		})
 	})

@@ -63,8 +63,7 @@ func fieldErr(field, msg string) error {
 }
 
 func audit(ctx context.Context, tx store.Tx, at time.Time, p auth.Principal, action, object string, details any) error {
-	js, _ := json.Marshal(details)
-	return tx.Audit().Append(ctx, store.AuditRecord{At: at, Actor: p.Actor(), Action: action, Object: object, Details: js})
+	return store.AppendAudit(ctx, tx, at, p.Actor(), action, object, details)
 }
 
 // CreateSubscriber registers an endpoint with a generated secret.
