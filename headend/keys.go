@@ -111,7 +111,9 @@ type kmsRecorder struct {
 
 const maxKMSBacklog = 100_000
 
-func (r *kmsRecorder) Record(ctx context.Context, e kms.Event) error {
+// KeyUseRecord is the audit record of one key use or change: the key, the
+// size of what it worked on and the outcome, never key material or data.
+func KeyUseRecord(e kms.Event, actor string, at time.Time) store.AuditRecord {
 	details := map[string]any{"key": e.Key.String(), "bytes": e.Bytes}
 	if e.Kind != "" {
 		details["kind"] = e.Kind
@@ -119,8 +121,12 @@ func (r *kmsRecorder) Record(ctx context.Context, e kms.Event) error {
 	if e.Err != nil {
 		details["error"] = e.Err.Error()
 	}
-	js, _ := json.Marshal(details)
-	rec := store.AuditRecord{At: time.Now().UTC(), Actor: auth.ActorFrom(ctx), Action: "kms." + string(e.Op), Object: "key/" + e.Key.Name, Details: js}
+	js, _ := json.Marshal(details) // strings and numbers only: cannot fail
+	return store.AuditRecord{At: at, Actor: actor, Action: "kms." + string(e.Op), Object: "key/" + e.Key.Name, Details: js}
+}
+
+func (r *kmsRecorder) Record(ctx context.Context, e kms.Event) error {
+	rec := KeyUseRecord(e, auth.ActorFrom(ctx), time.Now().UTC())
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.pending) >= maxKMSBacklog {

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -35,20 +34,8 @@ type storeRecorder struct {
 }
 
 func (r storeRecorder) Record(ctx context.Context, e kms.Event) error {
-	details := map[string]any{"key": e.Key.String(), "bytes": e.Bytes}
-	if e.Kind != "" {
-		details["kind"] = e.Kind
-	}
-	if e.Err != nil {
-		details["error"] = e.Err.Error()
-	}
-	js, err := json.Marshal(details)
-	if err != nil {
-		return err
-	}
-	return r.st.Tx(ctx, func(tx store.Tx) error {
-		return tx.Audit().Append(ctx, store.AuditRecord{At: time.Now().UTC(), Actor: r.actor, Action: "kms." + string(e.Op), Object: "key/" + e.Key.Name, Details: js})
-	})
+	rec := headend.KeyUseRecord(e, r.actor, time.Now().UTC())
+	return r.st.Tx(ctx, func(tx store.Tx) error { return tx.Audit().Append(ctx, rec) })
 }
 
 // cliActor names the person at the terminal in the audit log.
