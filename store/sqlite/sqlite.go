@@ -72,6 +72,10 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
 	}
 	read.SetMaxOpenConns(4)
+	// Keep every read connection: each one closed is reopened (pragmas
+	// run again) and its prepared statements compiled again.
+	read.SetMaxIdleConns(4)
+	read.SetConnMaxLifetime(0)
 
 	migrations, err := fs.Sub(migrationFiles, "migrations")
 	if err != nil {
