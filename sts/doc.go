@@ -21,7 +21,8 @@
 //   - Decoder: the meter's state machine (TID memory, key expiry, key change
 //     sets committed only when complete, rollover), a plain value with a
 //     fixed, versioned binary form for power-fail-safe journals.
-//   - NextTID: the vending side's strictly increasing TID per meter.
+//   - NextTID: the vending side's strictly increasing TID per meter, which
+//     never issues the reserved minute 00:01 of a day (ReservedTID).
 //
 // # Security
 //

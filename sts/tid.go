@@ -31,7 +31,8 @@ func TIDTime(base BaseDate, tid uint32) time.Time {
 
 // NextTID allocates the TID of a token issued at issued for a meter whose
 // last token had TID last (last < 0: none yet). The TID is the issue minute,
-// or last+1 if that is not later: a meter rejects a TID it has seen (USED)
+// or last+1 if that is not later, moved on by one when it is a reserved
+// minute (ReservedTID): a meter rejects a TID it has seen (USED)
 // or one older than its memory (OLD), so the TIDs one meter receives must
 // strictly increase, even for several tokens in one minute or after a
 // vending clock stepped back. Tokens issued in a burst run ahead of the
@@ -52,5 +53,19 @@ func NextTID(base BaseDate, last int64, issued time.Time) (uint32, error) {
 		}
 		tid = uint32(last + 1)
 	}
+	if ReservedTID(tid) {
+		// Never MaxTID (2^24-1 is minute 1215 of its day), so tid+1 fits.
+		tid++
+	}
 	return tid, nil
 }
+
+// ReservedTID reports whether tid falls on minute 00:01 of a day (counted
+// from the base date's midnight). Vending never issues such a TID: the STS
+// compliance tests (STS 531-1-0-04 CTSA09 step 2) expect a token issued at
+// 00:01 to carry 00:02, and two independent implementations skip the same
+// minute. The public sources do not say why it is reserved, so the
+// Decoder still accepts it from other vendors.
+func ReservedTID(tid uint32) bool { return tid%minutesPerDay == 1 }
+
+const minutesPerDay = 24 * 60

@@ -121,6 +121,19 @@ func TestNextTID(t *testing.T) {
 	if err != nil || tid2 != tid+1 {
 		t.Fatalf("clock stepped back = %d, %v; want %d", tid2, err, tid+1)
 	}
+	// 00:01 is a reserved minute: a token issued then carries 00:02, and a
+	// burst that runs into it steps over it.
+	midnight := time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)
+	m0, _ := TIDAt(Base2014, midnight)
+	if !ReservedTID(m0+1) || ReservedTID(m0) || ReservedTID(m0+2) {
+		t.Fatalf("ReservedTID around %d wrong", m0)
+	}
+	if tid, err := NextTID(Base2014, int64(m0-5), midnight.Add(time.Minute)); err != nil || tid != m0+2 {
+		t.Errorf("issued at 00:01 = %d, %v; want %d (00:02)", tid, err, m0+2)
+	}
+	if tid, err := NextTID(Base2014, int64(m0), midnight.Add(30*time.Second)); err != nil || tid != m0+2 {
+		t.Errorf("burst after 00:00 = %d, %v; want %d (00:02)", tid, err, m0+2)
+	}
 	// Exhausted sequence and out-of-range times.
 	if _, err := NextTID(Base2014, MaxTID, at); !errors.Is(err, ErrTIDRange) {
 		t.Errorf("after MaxTID: %v", err)
