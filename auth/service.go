@@ -184,15 +184,27 @@ const APIKeyPrefix = "slk_"
 func (s *Service) Authenticate(ctx context.Context, sessionToken, apiKey string) (Principal, error) {
 	now := s.now().UTC()
 	var p Principal
-	err := s.st.Read(ctx, func(tx store.Tx) error {
-		var opID int64
-		switch {
-		case apiKey != "":
-			k, err := tx.Credentials().APIKey(ctx, tokenHash(apiKey))
+	if apiKey != "" {
+		// Every request of a terminal comes here: the key and its
+		// operator are one statement, and one statement needs no
+		// transaction around it. Nothing is cached, so a revoked key or a
+		// disabled operator is refused from the next request on.
+		err := s.st.Lookup(ctx, func(tx store.Tx) error {
+			k, op, err := tx.Credentials().APIKeyOperator(ctx, tokenHash(apiKey))
 			if err != nil || !k.RevokedAt.IsZero() {
 				return ErrUnauthenticated
 			}
-			opID, p.Via = k.OperatorID, fmt.Sprintf("api-key:%d", k.ID)
+			if op.Disabled {
+				return ErrDisabled
+			}
+			p.Operator, p.Via = op, fmt.Sprintf("api-key:%d", k.ID)
+			return nil
+		})
+		return p, err
+	}
+	err := s.st.Read(ctx, func(tx store.Tx) error {
+		var opID int64
+		switch {
 		case sessionToken != "":
 			sess, err := tx.Credentials().Session(ctx, tokenHash(sessionToken))
 			if err != nil || !now.Before(sess.ExpiresAt) {

@@ -45,6 +45,11 @@ type Store interface {
 	Tx(ctx context.Context, fn func(Tx) error) error
 	// Read runs fn in one read-only transaction (a consistent snapshot).
 	Read(ctx context.Context, fn func(Tx) error) error
+	// Lookup runs fn outside any transaction: each statement sees what was
+	// committed when it started, and nothing more binds them. For a read
+	// of one statement it is the same as Read without the BEGIN and
+	// COMMIT (two round trips on PostgreSQL).
+	Lookup(ctx context.Context, fn func(Tx) error) error
 	// Migrate applies every pending migration and reports how many ran.
 	Migrate(ctx context.Context) (int, error)
 	// SchemaVersion returns the applied and the latest known versions.

@@ -28,7 +28,8 @@ type Vendors interface {
 	// conditional statement; ErrConstraint when it would go below zero.
 	AdjustFloat(ctx context.Context, id, delta int64) (after int64, err error)
 	// AddDaySales counts cents against the vendor's limit for day
-	// (YYYY-MM-DD); ErrConstraint when the limit would be exceeded.
+	// (YYYY-MM-DD) in one statement that reads the limit too;
+	// ErrConstraint when the limit would be exceeded.
 	AddDaySales(ctx context.Context, id int64, day string, cents int64) error
 	// DaySales is what the vendor sold on day.
 	DaySales(ctx context.Context, id int64, day string) (int64, error)
@@ -179,10 +180,48 @@ type Purchase struct {
 	CreatedAt time.Time
 }
 
+// PurchaseStart is what a purchase learns from its first statement.
+type PurchaseStart struct {
+	// Meter is read and locked until the transaction ends (PostgreSQL;
+	// SQLite's write transactions are exclusive anyway).
+	Meter Meter
+	// KeyUsed: the vendor has used the idempotency key already.
+	KeyUsed bool
+	// NextID is reserved for the purchase: Create with it inserts the
+	// row once, receipt included, instead of inserting and then storing
+	// a receipt that names the ID.
+	NextID int64
+}
+
+// PurchaseInputs are the rows a purchase reads besides its meter, read in
+// one statement once the meter is locked (so what the meter's lock
+// protects, the block ladder, is read after any vend that held it).
+type PurchaseInputs struct {
+	Vendor   Vendor
+	Customer Customer
+	// SupplyGroup is the meter's, zero for a meter without one.
+	SupplyGroup SupplyGroup
+	// TariffUpdatedAt stamps the meter's tariff, so a parsed tariff can
+	// be kept and its definition read only when it changed.
+	TariffUpdatedAt time.Time
+	// Month is the meter's block-ladder row, zero when it has none yet.
+	Month MeterMonth
+}
+
 // Purchases is the purchase aggregate.
 type Purchases interface {
-	// Create inserts p; ErrConflict when the vendor used the idempotency key
-	// already (the caller then reads the existing purchase).
+	// Start begins a purchase for the vendor's idempotency key on the
+	// meter numbered meterNumber: it locks and reads the meter, tells
+	// whether the key is used and reserves the purchase's ID, in one
+	// statement. ErrNotFound when there is no such meter.
+	Start(ctx context.Context, vendorID int64, key, meterNumber string) (PurchaseStart, error)
+	// Inputs reads the vendor, the meter's customer, supply group, tariff
+	// stamp and month's row in one statement; ErrNotFound when the
+	// vendor, customer or tariff does not exist.
+	Inputs(ctx context.Context, vendorID int64, m Meter, month string) (PurchaseInputs, error)
+	// Create inserts p, with p.ID when it is set (a Start's NextID);
+	// ErrConflict when the vendor used the idempotency key already (the
+	// caller then reads the existing purchase).
 	Create(ctx context.Context, p Purchase) (Purchase, error)
 	ByID(ctx context.Context, id int64) (Purchase, error)
 	ByKey(ctx context.Context, vendorID int64, key string) (Purchase, error)
@@ -321,6 +360,10 @@ type Credentials interface {
 	DeleteSessionsOf(ctx context.Context, operatorID int64) error
 	CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error)
 	APIKey(ctx context.Context, keyHash []byte) (APIKey, error)
+	// APIKeyOperator reads an API key and the operator it belongs to in
+	// one statement (a request's authentication); ErrNotFound when either
+	// does not exist.
+	APIKeyOperator(ctx context.Context, keyHash []byte) (APIKey, Operator, error)
 	APIKeys(ctx context.Context) ([]APIKey, error)
 	RevokeAPIKey(ctx context.Context, id int64, at time.Time) error
 	RecordLoginFailure(ctx context.Context, username, remote string, at time.Time) error

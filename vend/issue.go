@@ -30,14 +30,27 @@ type issuer struct {
 }
 
 func (s *Service) issuer(ctx context.Context, tx store.Tx, m store.Meter, now time.Time) (*issuer, error) {
-	iss := &issuer{s: s, tx: tx, m: m, now: now}
+	var g store.SupplyGroup
+	if m.Kind == store.MeterSTS {
+		var err error
+		if g, err = tx.SupplyGroups().Get(ctx, m.SGC); err != nil {
+			return nil, err
+		}
+	}
+	return s.issuerIn(ctx, tx, m, g, now)
+}
+
+// issuerIn is issuer with the meter's supply group read already (a
+// purchase reads it with its other inputs).
+func (s *Service) issuerIn(ctx context.Context, tx store.Tx, m store.Meter, g store.SupplyGroup, now time.Time) (*issuer, error) {
+	iss := &issuer{s: s, tx: tx, m: m, now: now, g: g}
 	if m.Kind != store.MeterSTS {
 		return iss, nil
 	}
-	var err error
-	if iss.g, err = tx.SupplyGroups().Get(ctx, m.SGC); err != nil {
-		return nil, err
+	if g.Code != m.SGC {
+		return nil, fmt.Errorf("meter %s: supply group %s: %w", m.Number, m.SGC, store.ErrNotFound)
 	}
+	var err error
 	if iss.pan, err = sts.ParsePAN(m.Number); err != nil {
 		return nil, fmt.Errorf("meter %s: %w", m.Number, err)
 	}

@@ -173,53 +173,50 @@ func (s *Service) replay(ctx context.Context, vendorID int64, key string, hash [
 }
 
 func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string, hash []byte, req PurchaseRequest) (Result, error) {
-	if _, err := tx.Purchases().ByKey(ctx, a.VendorID, key); err == nil {
-		return Result{}, errDuplicate
-	} else if !errors.Is(err, store.ErrNotFound) {
-		return Result{}, err
-	}
-	m, err := tx.Meters().ByNumber(ctx, req.Meter)
-	if errors.Is(err, store.ErrNotFound) {
-		return Result{}, &FieldError{Field: "meter", Msg: "no meter " + strconv.Quote(req.Meter)}
-	}
-	if err != nil {
-		return Result{}, err
-	}
 	// Lock order for every vend: meter, then vendor float, then the day's
 	// sales, then the customer's debt. One order means no deadlock between
 	// concurrent vends (and reversals take the same order). The vendor's
 	// rows are shared by every till of the vending point, so they are
 	// written last, just before the commit: that is how long they stay
 	// locked.
-	if m, err = tx.Meters().ForUpdate(ctx, m.ID); err != nil {
+	//
+	// The first statement locks the meter, looks the idempotency key up
+	// and reserves the purchase's ID; a used key ends the transaction
+	// (errDuplicate) before anything is written.
+	st, err := tx.Purchases().Start(ctx, a.VendorID, key, req.Meter)
+	if errors.Is(err, store.ErrNotFound) {
+		// A retry names the meter it named the first time; only when the
+		// meter is unknown can the key have been used for another one.
+		if _, err := tx.Purchases().ByKey(ctx, a.VendorID, key); err == nil {
+			return Result{}, errDuplicate
+		}
+		return Result{}, &FieldError{Field: "meter", Msg: "no meter " + strconv.Quote(req.Meter)}
+	}
+	if err != nil {
 		return Result{}, err
 	}
+	if st.KeyUsed {
+		return Result{}, errDuplicate
+	}
+	m := st.Meter
 	if m.Status != "active" {
 		return Result{}, fmt.Errorf("meter %s is %s: %w", m.Number, m.Status, ErrMeterBlocked)
-	}
-	v, err := tx.Vendors().ByID(ctx, a.VendorID)
-	if err != nil {
-		return Result{}, err
-	}
-	if v.Disabled {
-		return Result{}, ErrVendorDisabled
-	}
-	t, err := s.tariff(ctx, tx, m.TariffCode)
-	if err != nil {
-		return Result{}, err
 	}
 	if m.CustomerID == 0 {
 		// The customer's account carries the debt and is on every receipt.
 		return Result{}, &FieldError{Field: "meter", Msg: "meter " + m.Number + " is not assigned to a customer"}
 	}
-	cust, err := tx.Customers().ByID(ctx, m.CustomerID)
+	now := s.now().UTC().Truncate(time.Second)
+	local := now.In(s.loc)
+	in, err := tx.Purchases().Inputs(ctx, a.VendorID, m, local.Format("2006-01"))
 	if err != nil {
 		return Result{}, err
 	}
-	now := s.now().UTC().Truncate(time.Second)
-	local := now.In(s.loc)
-	month := local.Format("2006-01")
-	mm, err := tx.MeterMonths().Get(ctx, m.ID, month)
+	v, cust, mm := in.Vendor, in.Customer, in.Month
+	if v.Disabled {
+		return Result{}, ErrVendorDisabled
+	}
+	t, err := s.tariffAt(ctx, tx, m.TariffCode, in.TariffUpdatedAt)
 	if err != nil {
 		return Result{}, err
 	}
@@ -239,19 +236,11 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	if paid == 0 {
 		return Result{}, fmt.Errorf("%w: %d cents is less than the price of the smallest quantity", ErrNothingToBuy, req.AmountCents)
 	}
-	p, err := tx.Purchases().Create(ctx, store.Purchase{
-		VendorID: v.ID, IdempotencyKey: key, RequestHash: hash, OperatorID: a.OperatorID, MeterID: m.ID, CustomerID: m.CustomerID,
-		TenderedCents: req.AmountCents, PaidCents: paid, Litres: int64(bd.Litres), State: store.PurchaseCompleted,
-		Response: []byte("{}"), CreatedAt: now,
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return Result{}, errDuplicate
-	}
-	if err != nil {
-		return Result{}, err
-	}
 
-	iss, err := s.issuer(ctx, tx, m, now)
+	// Tokens and receipt are made before anything is written, so that the
+	// purchase row is inserted once, with its receipt, under the ID
+	// reserved by Start.
+	iss, err := s.issuerIn(ctx, tx, m, in.SupplyGroup, now)
 	if err != nil {
 		return Result{}, err
 	}
@@ -268,7 +257,29 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 			return Result{}, err
 		}
 	}
-	if err := iss.commit(ctx, p.ID); err != nil {
+	id := st.NextID
+	r := Receipt{
+		PurchaseID: id, Reference: Reference(id), State: store.PurchaseCompleted, Time: now, Vendor: v.Code, Operator: a.Username,
+		Meter: m.Number, MeterKind: m.Kind, Customer: &CustomerRef{Account: cust.Account, Name: cust.Name},
+		Tendered: req.AmountCents, Paid: paid, Change: int64(bd.Change),
+		Litres: int64(bd.Litres), FreeLitres: int64(bd.FreeLitres), Tokens: iss.issued, Breakdown: &bd,
+	}
+	js, err := json.Marshal(r)
+	if err != nil {
+		return Result{}, err
+	}
+	_, err = tx.Purchases().Create(ctx, store.Purchase{
+		ID: id, VendorID: v.ID, IdempotencyKey: key, RequestHash: hash, OperatorID: a.OperatorID, MeterID: m.ID, CustomerID: m.CustomerID,
+		TenderedCents: req.AmountCents, PaidCents: paid, Litres: int64(bd.Litres), State: store.PurchaseCompleted,
+		Response: js, CreatedAt: now,
+	})
+	if errors.Is(err, store.ErrConflict) {
+		return Result{}, errDuplicate
+	}
+	if err != nil {
+		return Result{}, err
+	}
+	if err := iss.commit(ctx, id); err != nil {
 		return Result{}, err
 	}
 
@@ -277,7 +288,7 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 		return Result{}, err
 	}
 	entry, err := ledger.PurchaseEntry(ledger.Purchase{
-		ID: strconv.FormatInt(p.ID, 10), Vendor: v.Code, Meter: m.Number, Customer: cust.Account,
+		ID: strconv.FormatInt(id, 10), Vendor: v.Code, Meter: m.Number, Customer: cust.Account,
 		Time: now, Breakdown: &bd, Tokens: iss.ledgerTokens(),
 	})
 	if err != nil {
@@ -289,21 +300,7 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 		}
 		return Result{}, err
 	}
-
-	r := Receipt{
-		PurchaseID: p.ID, Reference: Reference(p.ID), State: p.State, Time: now, Vendor: v.Code, Operator: a.Username,
-		Meter: m.Number, MeterKind: m.Kind, Customer: &CustomerRef{Account: cust.Account, Name: cust.Name},
-		Tendered: req.AmountCents, Paid: paid, Change: int64(bd.Change),
-		Litres: int64(bd.Litres), FreeLitres: int64(bd.FreeLitres), Tokens: iss.issued, Breakdown: &bd,
-	}
-	js, err := json.Marshal(r)
-	if err != nil {
-		return Result{}, err
-	}
-	if err := tx.Purchases().SetResponse(ctx, p.ID, js); err != nil {
-		return Result{}, err
-	}
-	err = store.AppendAudit(ctx, tx, now, a.String(), "vend.purchase", "purchase/"+strconv.FormatInt(p.ID, 10), map[string]any{
+	err = store.AppendAudit(ctx, tx, now, a.String(), "vend.purchase", "purchase/"+strconv.FormatInt(id, 10), map[string]any{
 		"meter": m.Number, "vendor": v.Code, "idempotency_key": key, "tendered_cents": req.AmountCents,
 		"paid_cents": paid, "litres": bd.Litres, "free_litres": bd.FreeLitres, "tokens": len(iss.issued),
 	})

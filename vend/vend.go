@@ -193,6 +193,23 @@ func (s *Service) tariff(ctx context.Context, tx store.Tx, code string) (*tariff
 	if err != nil {
 		return nil, err
 	}
+	return s.parsedTariff(row)
+}
+
+// tariffAt is tariff when the tariff's stamp has been read already: its
+// definition is read only when the cached one is older.
+func (s *Service) tariffAt(ctx context.Context, tx store.Tx, code string, updated time.Time) (*tariff.Tariff, error) {
+	s.mu.Lock()
+	c, ok := s.tariffs[code]
+	s.mu.Unlock()
+	if ok && c.updated.Equal(updated) {
+		return c.t, nil
+	}
+	return s.tariff(ctx, tx, code)
+}
+
+func (s *Service) parsedTariff(row store.Tariff) (*tariff.Tariff, error) {
+	code := row.Code
 	s.mu.Lock()
 	c, ok := s.tariffs[code]
 	s.mu.Unlock()

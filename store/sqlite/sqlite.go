@@ -102,6 +102,9 @@ func Dialect(migrations fs.FS) sqlstore.Dialect {
 		GroupCommit: true,
 		// modernc.org/sqlite compiles every statement it is given.
 		CacheStatements: true,
+		// A rowid table's next rowid is its largest plus one, and with one
+		// writer nobody can take it between this read and the insert.
+		NextID: func(table string) string { return `(SELECT COALESCE(MAX(id), 0) + 1 FROM ` + table + `)` },
 	}
 }
 

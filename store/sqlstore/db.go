@@ -52,6 +52,9 @@ type Dialect struct {
 	// CacheStatements keeps prepared statements (see stmtCache): for a
 	// driver that does not cache them itself (pgx does).
 	CacheStatements bool
+	// NextID is an expression giving the ID the next row of table will
+	// take, for a row that must know its ID before it is inserted.
+	NextID func(table string) string
 }
 
 // DB is a store.Store over one database.
@@ -127,6 +130,17 @@ func (db *DB) Read(ctx context.Context, fn func(store.Tx) error) error {
 	return db.run(ctx, db.read, db.d.ReadTx, fn)
 }
 
+// Lookup runs fn on the read pool outside any transaction.
+func (db *DB) Lookup(ctx context.Context, fn func(store.Tx) error) error {
+	cache := db.cacheOf(db.read)
+	return db.retry(ctx, func() error {
+		if cache != nil {
+			cache.prepare(ctx)
+		}
+		return fn(&tx{db: db, pool: db.read, cache: cache})
+	})
+}
+
 func (db *DB) run(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn func(store.Tx) error) error {
 	return db.retry(ctx, func() error { return db.once(ctx, pool, opts, fn) })
 }
@@ -162,7 +176,7 @@ func (db *DB) once(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fu
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", db.wrap(err))
 	}
-	t := &tx{db: db, tx: sqlTx, cache: cache}
+	t := &tx{db: db, tx: sqlTx, pool: pool, cache: cache}
 	defer func() {
 		if p := recover(); p != nil {
 			sqlTx.Rollback()
@@ -236,11 +250,26 @@ func (db *DB) cacheOf(pool *sql.DB) *stmtCache {
 	return nil
 }
 
-// tx is a store.Tx.
+// tx is a store.Tx: a transaction, or for Lookup the read pool itself.
 type tx struct {
 	db    *DB
-	tx    *sql.Tx
+	tx    *sql.Tx // nil in a Lookup
+	pool  *sql.DB
 	cache *stmtCache // nil: statements are not cached
+}
+
+// querier is what *sql.Tx and *sql.DB have in common.
+type querier interface {
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+func (t *tx) conn() querier {
+	if t.tx == nil {
+		return t.pool
+	}
+	return t.tx
 }
 
 func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
@@ -249,7 +278,7 @@ func (t *tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 		r, err := s.ExecContext(ctx, args...)
 		return r, t.db.wrap(err)
 	}
-	r, err := t.tx.ExecContext(ctx, q, args...)
+	r, err := t.conn().ExecContext(ctx, q, args...)
 	return r, t.db.wrap(err)
 }
 
@@ -259,7 +288,7 @@ func (t *tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error
 		r, err := s.QueryContext(ctx, args...)
 		return r, t.db.wrap(err)
 	}
-	r, err := t.tx.QueryContext(ctx, q, args...)
+	r, err := t.conn().QueryContext(ctx, q, args...)
 	return r, t.db.wrap(err)
 }
 
@@ -269,7 +298,7 @@ func (t *tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
 	if s := t.stmt(ctx, q); s != nil {
 		return s.QueryRowContext(ctx, args...)
 	}
-	return t.tx.QueryRowContext(ctx, q, args...)
+	return t.conn().QueryRowContext(ctx, q, args...)
 }
 
 // row scans one row into dest, mapping no rows to store.ErrNotFound.

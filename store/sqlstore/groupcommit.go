@@ -160,7 +160,7 @@ func (db *DB) runShared(batch []*job) bool {
 	if err != nil {
 		return false
 	}
-	t := &tx{db: db, tx: sqlTx, cache: db.wcache}
+	t := &tx{db: db, tx: sqlTx, pool: db.write, cache: db.wcache}
 	exec := func(q string) error { _, err := sqlTx.ExecContext(ctx, q); return err }
 	for _, j := range batch {
 		if err := j.ctx.Err(); err != nil {

@@ -43,7 +43,7 @@ func (r operators) ByUsername(ctx context.Context, username string) (store.Opera
 }
 
 func (r operators) get(ctx context.Context, what, q string, arg any) (store.Operator, error) {
-	o, err := scanOperator(r.tx.tx.QueryRowContext(ctx, r.db.rebind(q), arg).Scan)
+	o, err := scanOperator(r.queryRow(ctx, q, arg).Scan)
 	if err != nil {
 		return store.Operator{}, fmt.Errorf("%s: %w", what, r.db.wrap(err))
 	}

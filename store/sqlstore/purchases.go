@@ -27,14 +27,74 @@ func scanPurchase(scan func(...any) error) (store.Purchase, error) {
 	return p, err
 }
 
+func (r purchases) Start(ctx context.Context, vendorID int64, key, meterNumber string) (store.PurchaseStart, error) {
+	var st store.PurchaseStart
+	var err error
+	// The meter's own columns are read under its lock (PostgreSQL reads a
+	// locked row again if it changed while waiting). The key's use is
+	// read from the statement's snapshot, possibly before a concurrent
+	// purchase with the same key committed: the unique index on Create
+	// settles that race, as it always did.
+	row := r.queryRow(ctx, `SELECT `+meterCols+`,
+		EXISTS (SELECT 1 FROM purchases WHERE vendor_id = ? AND idempotency_key = ?), `+r.db.d.NextID("purchases")+`
+		FROM meters WHERE number = ?`+r.db.d.ForUpdate, vendorID, key, meterNumber)
+	st.Meter, err = scanMeter(func(dest ...any) error { return row.Scan(append(dest, &st.KeyUsed, &st.NextID)...) })
+	if err != nil {
+		return store.PurchaseStart{}, fmt.Errorf("meter %q: %w", meterNumber, r.db.wrap(err))
+	}
+	return st, nil
+}
+
+func (r purchases) Inputs(ctx context.Context, vendorID int64, m store.Meter, month string) (store.PurchaseInputs, error) {
+	in := store.PurchaseInputs{Month: store.MeterMonth{MeterID: m.ID, Month: month}}
+	var vCreated, cCreated, tUpdated int64
+	var g struct {
+		code, name, dkga, ea       sql.NullString
+		baseDate, krn, ti, created sql.NullInt64
+	}
+	v, c := &in.Vendor, &in.Customer
+	err := r.row(ctx, `SELECT v.id, v.code, v.name, v.float_cents, v.daily_limit_cents, v.disabled, v.created_at,
+		c.id, c.account, c.name, c.address, c.phone, c.area, c.debt_cents, c.created_at,
+		g.code, g.name, g.dkga, g.ea, g.base_date, g.krn, g.ti, g.created_at,
+		t.updated_at,
+		COALESCE(mm.paid_litres, 0), COALESCE(mm.free_issued, FALSE), COALESCE(mm.fixed_collected, 0)
+		FROM vendors v
+		JOIN customers c ON c.id = ?
+		JOIN tariffs t ON t.code = ?
+		LEFT JOIN supply_groups g ON g.code = ?
+		LEFT JOIN meter_months mm ON mm.meter_id = ? AND mm.month = ?
+		WHERE v.id = ?`,
+		[]any{nullID(m.CustomerID), m.TariffCode, nullString(m.SGC), m.ID, month, vendorID},
+		&v.ID, &v.Code, &v.Name, &v.FloatCents, &v.DailyLimitCents, &v.Disabled, &vCreated,
+		&c.ID, &c.Account, &c.Name, &c.Address, &c.Phone, &c.Area, &c.DebtCents, &cCreated,
+		&g.code, &g.name, &g.dkga, &g.ea, &g.baseDate, &g.krn, &g.ti, &g.created,
+		&tUpdated,
+		&in.Month.PaidLitres, &in.Month.FreeIssued, &in.Month.FixedCollected)
+	if err != nil {
+		return store.PurchaseInputs{}, fmt.Errorf("vendor %d, customer %d, tariff %s of meter %s: %w", vendorID, m.CustomerID, m.TariffCode, m.Number, err)
+	}
+	v.CreatedAt, c.CreatedAt, in.TariffUpdatedAt = fromMicros(vCreated), fromMicros(cCreated), fromMicros(tUpdated)
+	if g.code.Valid {
+		in.SupplyGroup = store.SupplyGroup{Code: g.code.String, Name: g.name.String, DKGA: g.dkga.String, EA: g.ea.String,
+			BaseDate: int(g.baseDate.Int64), KRN: int(g.krn.Int64), TI: int(g.ti.Int64), CreatedAt: fromMicros(g.created.Int64)}
+	}
+	return in, nil
+}
+
 func (r purchases) Create(ctx context.Context, p store.Purchase) (store.Purchase, error) {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = now()
 	}
-	err := r.row(ctx, `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		[]any{p.VendorID, p.IdempotencyKey, p.RequestHash, p.OperatorID, p.MeterID, nullID(p.CustomerID), p.TenderedCents, p.PaidCents,
-			p.Litres, p.State, string(p.Response), micros(p.CreatedAt)}, &p.ID)
+	args := []any{p.VendorID, p.IdempotencyKey, p.RequestHash, p.OperatorID, p.MeterID, nullID(p.CustomerID), p.TenderedCents, p.PaidCents,
+		p.Litres, p.State, string(p.Response), micros(p.CreatedAt)}
+	var err error
+	if p.ID != 0 {
+		_, err = r.exec(ctx, `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(args, p.ID)...)
+	} else {
+		err = r.row(ctx, `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, args, &p.ID)
+	}
 	if err != nil {
 		return store.Purchase{}, fmt.Errorf("create purchase: %w", err)
 	}
@@ -362,6 +422,24 @@ func (r credentials) CreateAPIKey(ctx context.Context, k store.APIKey) (store.AP
 
 func (r credentials) APIKey(ctx context.Context, keyHash []byte) (store.APIKey, error) {
 	return one(r.tx, ctx, "API key", scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys WHERE key_hash = ?`, keyHash)
+}
+
+func (r credentials) APIKeyOperator(ctx context.Context, keyHash []byte) (store.APIKey, store.Operator, error) {
+	var k store.APIKey
+	var o store.Operator
+	var kCreated, oCreated, oUpdated int64
+	var revoked, vendor sql.NullInt64
+	err := r.row(ctx, `SELECT k.id, k.key_hash, k.prefix, k.operator_id, k.label, k.created_at, k.revoked_at,
+		o.id, o.username, o.display_name, o.role, o.password_hash, o.must_change_password, o.disabled, o.vendor_id, o.created_at, o.updated_at
+		FROM api_keys k JOIN operators o ON o.id = k.operator_id WHERE k.key_hash = ?`, []any{keyHash},
+		&k.ID, &k.KeyHash, &k.Prefix, &k.OperatorID, &k.Label, &kCreated, &revoked,
+		&o.ID, &o.Username, &o.DisplayName, &o.Role, &o.PasswordHash, &o.MustChangePassword, &o.Disabled, &vendor, &oCreated, &oUpdated)
+	if err != nil {
+		return store.APIKey{}, store.Operator{}, fmt.Errorf("API key: %w", err)
+	}
+	k.CreatedAt, k.RevokedAt = fromMicros(kCreated), fromMicros(revoked.Int64)
+	o.CreatedAt, o.UpdatedAt, o.VendorID = fromMicros(oCreated), fromMicros(oUpdated), vendor.Int64
+	return k, o, nil
 }
 
 func (r credentials) APIKeys(ctx context.Context) ([]store.APIKey, error) {

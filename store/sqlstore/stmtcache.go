@@ -114,8 +114,8 @@ func (t *tx) stmt(ctx context.Context, q string) *sql.Stmt {
 		return nil
 	}
 	s := t.cache.lookup(q)
-	if s == nil {
-		return nil
+	if s == nil || t.tx == nil {
+		return s // a Lookup runs the pool's statement itself
 	}
 	return t.tx.StmtContext(ctx, s)
 }

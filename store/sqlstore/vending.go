@@ -95,21 +95,20 @@ func (r vendors) exists(ctx context.Context, id int64) error {
 }
 
 func (r vendors) AddDaySales(ctx context.Context, id int64, day string, cents int64) error {
-	var limit int64
-	if err := r.row(ctx, `SELECT daily_limit_cents FROM vendors WHERE id = ?`, []any{id}, &limit); err != nil {
-		return fmt.Errorf("vendor %d: %w", id, err)
-	}
-	if cents > limit {
-		return fmt.Errorf("vendor %d daily limit: %w", id, store.ErrConstraint)
-	}
-	// Insert-or-add with the limit in the WHERE of the update: concurrent
-	// vends on several replicas cannot both pass it.
+	// Insert-or-add with the limit in the statement, read from the vendor's
+	// row: concurrent vends on several replicas cannot both pass it, and
+	// nothing is read first. A first sale of the day inserts only within
+	// the limit (the SELECT yields no row otherwise).
 	var sold int64
-	err := r.row(ctx, `INSERT INTO vendor_days (vendor_id, day, sold_cents) VALUES (?, ?, ?)
+	err := r.row(ctx, `INSERT INTO vendor_days (vendor_id, day, sold_cents)
+		SELECT id, CAST(? AS TEXT), CAST(? AS BIGINT) FROM vendors WHERE id = ? AND daily_limit_cents >= ?
 		ON CONFLICT (vendor_id, day) DO UPDATE SET sold_cents = vendor_days.sold_cents + excluded.sold_cents
-		WHERE vendor_days.sold_cents + excluded.sold_cents <= ?
-		RETURNING sold_cents`, []any{id, day, cents, limit}, &sold)
+		WHERE vendor_days.sold_cents + excluded.sold_cents <= (SELECT daily_limit_cents FROM vendors WHERE id = excluded.vendor_id)
+		RETURNING sold_cents`, []any{day, cents, id, cents}, &sold)
 	if isNotFound(err) {
+		if err := r.exists(ctx, id); err != nil {
+			return err
+		}
 		return fmt.Errorf("vendor %d daily limit: %w", id, store.ErrConstraint)
 	}
 	if err != nil {

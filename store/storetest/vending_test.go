@@ -121,8 +121,15 @@ func TestDailyLimit(t *testing.T) {
 		if err := add("2026-11-25", 400_000); err != nil {
 			t.Fatalf("up to the limit: %v", err)
 		}
+		if err := add("2026-11-26", 1_000_001); !errors.Is(err, store.ErrConstraint) {
+			t.Fatalf("a first sale of the day over the limit: %v", err)
+		}
 		if err := add("2026-11-26", 1_000_000); err != nil {
 			t.Fatalf("next day: %v", err)
+		}
+		err := db.Tx(ctx, func(tx store.Tx) error { return tx.Vendors().AddDaySales(ctx, f.vendor.ID+99, "2026-11-26", 1) })
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown vendor: %v, want ErrNotFound", err)
 		}
 		db.Read(ctx, func(tx store.Tx) error {
 			if s, err := tx.Vendors().DaySales(ctx, f.vendor.ID, "2026-11-25"); s != 1_000_000 || err != nil {
@@ -130,6 +137,135 @@ func TestDailyLimit(t *testing.T) {
 			}
 			return nil
 		})
+	})
+}
+
+// TestPurchaseStartAndInputs: what a purchase reads in its first two
+// statements, and its row inserted under the ID that Start reserved.
+func TestPurchaseStartAndInputs(t *testing.T) {
+	Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db, 0)
+		var ids []int64
+		for i, key := range []string{"k1", "k2"} {
+			err := db.Tx(ctx, func(tx store.Tx) error {
+				st, err := tx.Purchases().Start(ctx, f.vendor.ID, key, f.meter.Number)
+				if err != nil {
+					return err
+				}
+				if st.KeyUsed || st.Meter.ID != f.meter.ID || st.Meter.SGC != "123456" || st.NextID == 0 {
+					t.Errorf("start %d = %+v", i, st)
+				}
+				in, err := tx.Purchases().Inputs(ctx, f.vendor.ID, st.Meter, "2026-11")
+				if err != nil {
+					return err
+				}
+				if in.Vendor.Code != "V1" || in.Customer.Account != "ACC1" || in.SupplyGroup.KRN != 1 || in.SupplyGroup.BaseDate != 2014 ||
+					in.TariffUpdatedAt.IsZero() || in.Month.PaidLitres != 1000*int64(i) || in.Month.FreeIssued != (i == 1) {
+					t.Errorf("inputs %d = %+v", i, in)
+				}
+				p, err := tx.Purchases().Create(ctx, store.Purchase{ID: st.NextID, VendorID: f.vendor.ID, IdempotencyKey: key, RequestHash: []byte{1},
+					OperatorID: f.operator.ID, MeterID: f.meter.ID, CustomerID: f.customer.ID, TenderedCents: 5000, PaidCents: 5000,
+					State: store.PurchaseCompleted, Response: []byte(`{"n":1}`)})
+				if err != nil || p.ID != st.NextID {
+					t.Errorf("create = %d %v, want ID %d", p.ID, err, st.NextID)
+				}
+				ids = append(ids, p.ID)
+				return tx.MeterMonths().Put(ctx, store.MeterMonth{MeterID: f.meter.ID, Month: "2026-11", PaidLitres: 1000, FreeIssued: true})
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if len(ids) != 2 || ids[0] == ids[1] {
+			t.Fatalf("reserved IDs %v", ids)
+		}
+		// A purchase inserted without an ID takes a new one after them.
+		var plain store.Purchase
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			var err error
+			plain, err = tx.Purchases().Create(ctx, store.Purchase{VendorID: f.vendor.ID, IdempotencyKey: "k3", RequestHash: []byte{1},
+				OperatorID: f.operator.ID, MeterID: f.meter.ID, TenderedCents: 1, State: store.PurchaseCompleted, Response: []byte(`{}`)})
+			return err
+		})
+		if err != nil || plain.ID == ids[0] || plain.ID == ids[1] {
+			t.Fatalf("plain create = %d %v, reserved %v", plain.ID, err, ids)
+		}
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			st, err := tx.Purchases().Start(ctx, f.vendor.ID, "k1", f.meter.Number)
+			if err != nil || !st.KeyUsed {
+				t.Errorf("used key: %+v %v", st, err)
+			}
+			if _, err := tx.Purchases().Start(ctx, f.vendor.ID, "k9", "no-such-meter"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("unknown meter: %v, want ErrNotFound", err)
+			}
+			got, err := tx.Purchases().ByID(ctx, ids[0])
+			if err != nil || string(got.Response) != `{"n":1}` || got.IdempotencyKey != "k1" {
+				t.Errorf("stored %+v %v", got, err)
+			}
+			m := f.meter
+			m.CustomerID = 0
+			if _, err := tx.Purchases().Inputs(ctx, f.vendor.ID, m, "2026-11"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("inputs without a customer: %v, want ErrNotFound", err)
+			}
+			m = f.meter
+			m.SGC, m.Kind = "", store.MeterCard
+			in, err := tx.Purchases().Inputs(ctx, f.vendor.ID, m, "2027-01")
+			if err != nil || in.SupplyGroup != (store.SupplyGroup{}) || in.Month.PaidLitres != 0 || in.Month.FreeIssued {
+				t.Errorf("inputs of a card meter, new month: %+v %v", in, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	})
+}
+
+// TestAPIKeyOperatorAndLookup: a request's authentication reads the key and
+// its operator at once, outside a transaction, and sees a revocation at once.
+func TestAPIKeyOperatorAndLookup(t *testing.T) {
+	Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		f := newFixture(t, db, 0)
+		var k store.APIKey
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			var err error
+			k, err = tx.Credentials().CreateAPIKey(ctx, store.APIKey{KeyHash: []byte("hash"), Prefix: "slk_", OperatorID: f.operator.ID, Label: "till"})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		look := func() (store.APIKey, store.Operator, error) {
+			var gk store.APIKey
+			var op store.Operator
+			err := db.Lookup(ctx, func(tx store.Tx) error {
+				var err error
+				gk, op, err = tx.Credentials().APIKeyOperator(ctx, []byte("hash"))
+				return err
+			})
+			return gk, op, err
+		}
+		for range 3 { // prepared on first use, then cached
+			gk, op, err := look()
+			if err != nil || gk.ID != k.ID || !gk.RevokedAt.IsZero() || op.ID != f.operator.ID || op.VendorID != f.vendor.ID || op.Username != "cashier" {
+				t.Fatalf("lookup = %+v %+v %v", gk, op, err)
+			}
+		}
+		if err := db.Tx(ctx, func(tx store.Tx) error { return tx.Credentials().RevokeAPIKey(ctx, k.ID, time.Now()) }); err != nil {
+			t.Fatal(err)
+		}
+		if gk, _, err := look(); err != nil || gk.RevokedAt.IsZero() {
+			t.Fatalf("after revocation: %+v %v", gk, err)
+		}
+		err = db.Lookup(ctx, func(tx store.Tx) error {
+			_, _, err := tx.Credentials().APIKeyOperator(ctx, []byte("other"))
+			return err
+		})
+		if !errors.Is(err, store.ErrNotFound) {
+			t.Fatalf("unknown key: %v, want ErrNotFound", err)
+		}
 	})
 }
 
