@@ -23,9 +23,11 @@ import (
 	"strings"
 
 	"sluice/auth"
+	"sluice/client"
 	"sluice/config"
 	"sluice/headend"
 	"sluice/kms/filekms"
+	"sluice/vend"
 )
 
 //go:embed domestic.json
@@ -48,8 +50,8 @@ type story struct {
 	he      *headend.Headend
 	step    int
 
-	admin, supervisor, cashier *apiClient
-	receipt                    receipt
+	admin, supervisor, cashier *client.Client
+	receipt                    vend.Receipt
 }
 
 func (s *story) say(format string, args ...any) {
@@ -141,10 +143,10 @@ func (s *story) start(ctx context.Context) error {
 }
 
 func (s *story) probe(ctx context.Context) error {
-	c := s.client()
+	c := client.New(s.he.URL())
 	for _, p := range []string{"/healthz", "/readyz"} {
-		var body map[string]any
-		if err := c.call(ctx, "GET", p, nil, nil, 200, &body); err != nil {
+		body, err := c.Probe(ctx, p)
+		if err != nil {
 			return err
 		}
 		s.say("GET %s -> 200 %v", p, body)
@@ -166,19 +168,20 @@ func (s *story) firstLogin(ctx context.Context) error {
 			pass = v
 		}
 	}
-	s.admin = s.client()
-	if err := s.admin.login(ctx, user, pass); err != nil {
+	s.admin = client.New(s.he.URL())
+	if _, err := s.admin.Login(ctx, user, pass); err != nil {
 		return err
 	}
-	var e apiErr
-	if err := s.admin.call(ctx, "GET", "/api/v1/operators", nil, nil, 403, &e); err != nil {
+	_, err = s.admin.Do(ctx, "GET", "/operators", nil, nil)
+	e, err := refused(err, client.ErrPasswordChangeRequired)
+	if err != nil {
+		return fmt.Errorf("GET /api/v1/operators with the one-time password: %w", err)
+	}
+	s.say("logged in as %s; GET /api/v1/operators -> %d %s", user, e.Status, e.Code)
+	if err := s.admin.ChangePassword(ctx, pass, "demo administrator password"); err != nil {
 		return err
 	}
-	s.say("logged in as %s; GET /api/v1/operators -> 403 %s", user, e.Error.Code)
-	if err := s.admin.call(ctx, "POST", "/api/v1/auth/password", map[string]string{"current_password": pass, "new_password": "demo administrator password"}, nil, 200, nil); err != nil {
-		return err
-	}
-	if err := s.admin.call(ctx, "GET", "/api/v1/operators", nil, nil, 200, nil); err != nil {
+	if _, err := s.admin.Do(ctx, "GET", "/operators", nil, nil); err != nil {
 		return err
 	}
 	s.say("password changed; the administrator may now work")
