@@ -1,20 +1,16 @@
 package bench
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"database/sql"
 	_ "embed"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"math"
 	"net/http"
-	"net/http/cookiejar"
 	"net/url"
 	"os"
 	"slices"
@@ -27,10 +23,12 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx", for the schema set-up
 
 	"sluice/auth"
+	"sluice/client"
 	"sluice/config"
 	"sluice/headend"
 	"sluice/keys"
 	"sluice/kms/filekms"
+	"sluice/server"
 	"sluice/sts"
 	"sluice/vend"
 )
@@ -53,12 +51,15 @@ type rig struct {
 	dataDir   string
 	cfg       config.Config
 	heads     []*headend.Headend
-	client    *http.Client
-	terminals []string // API keys, one per vending point
-	meters    []string
-	pgParams  map[string]any
-	cleanup   []func()
-	seq       atomic.Int64
+	pool      *http.Client // shared by every terminal of every head-end
+	terminals []string     // API keys, one per vending point
+	// tills are the terminals' clients: tills[h][t] is terminal t's key
+	// on head-end h.
+	tills    [][]*client.Client
+	meters   []string
+	pgParams map[string]any
+	cleanup  []func()
+	seq      atomic.Int64
 }
 
 func (r *rig) close() {
@@ -152,13 +153,13 @@ func startRig(ctx context.Context, o *Options, driver string) (_ *rig, err error
 	if r.cfg, err = config.Load("", nil, ov); err != nil {
 		return nil, err
 	}
+	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
+	r.pool = &http.Client{Transport: tr, Timeout: 60 * time.Second}
+	r.cleanup = append(r.cleanup, tr.CloseIdleConnections)
 	he, err := r.startHead(ctx)
 	if err != nil {
 		return nil, err
 	}
-	tr := &http.Transport{MaxIdleConns: 512, MaxIdleConnsPerHost: 512, IdleConnTimeout: time.Minute}
-	r.client = &http.Client{Transport: tr, Timeout: 60 * time.Second}
-	r.cleanup = append(r.cleanup, tr.CloseIdleConnections)
 	if driver == "postgres" {
 		r.pgParams = map[string]any{"pool": r.cfg.Database.MaxConns}
 		for _, s := range []string{"synchronous_commit", "fsync", "max_connections"} {
@@ -184,14 +185,23 @@ func (r *rig) startHead(ctx context.Context) (*headend.Headend, error) {
 		return nil, err
 	}
 	r.heads = append(r.heads, he)
+	r.tills = append(r.tills, nil)
+	r.connectTills(len(r.heads) - 1)
 	return he, nil
+}
+
+// connectTills makes head-end h's terminal clients, one per API key.
+func (r *rig) connectTills(h int) {
+	r.tills[h] = r.tills[h][:0]
+	for _, k := range r.terminals {
+		r.tills[h] = append(r.tills[h], client.New(r.heads[h].URL(), client.WithHTTPClient(r.pool), client.WithAPIKey(k)))
+	}
 }
 
 // register builds the registry through the API, as an operator would.
 func (r *rig) register(ctx context.Context, o *Options, he *headend.Headend) error {
-	base := he.URL() + "/api/v1"
-	admin := r.session(base)
-	if err := admin.login(ctx, auth.BootstrapUsername, he.BootstrapPassword, "bench administrator password"); err != nil {
+	admin := client.New(he.URL())
+	if err := admin.FirstLogin(ctx, auth.BootstrapUsername, he.BootstrapPassword, "bench administrator password"); err != nil {
 		return err
 	}
 	vks, err := keys.ParseVendingKeys([]byte(benchVendingKey))
@@ -201,44 +211,38 @@ func (r *rig) register(ctx context.Context, o *Options, he *headend.Headend) err
 	if _, err := keys.ImportVendingKeys(ctx, he.KMS(), vks); err != nil {
 		return err
 	}
-	steps := []struct {
-		method, path string
-		body         any
-		status       int
-	}{
-		{"PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "Bench", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, 200},
-		{"PUT", "/tariffs/DOM-2026", json.RawMessage(benchTariff), 200},
+	if _, err := admin.PutSupplyGroup(ctx, vend.SupplyGroupSpec{Code: "123457", Name: "Bench", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}); err != nil {
+		return err
 	}
-	for _, s := range steps {
-		if err := admin.call(ctx, s.method, s.path, s.body, nil, s.status, nil); err != nil {
-			return err
-		}
+	if err := admin.PutTariff(ctx, "DOM-2026", benchTariff); err != nil {
+		return err
 	}
-	sup, err := r.staff(ctx, admin, base, "bench-supervisor", auth.Supervisor, "")
+	sup, err := admin.Onboard(ctx, auth.NewOperator{Username: "bench-supervisor", DisplayName: "bench-supervisor", Role: auth.Supervisor}, "bench password for bench-supervisor")
 	if err != nil {
 		return err
 	}
 	for i := range o.Vendors {
 		code := fmt.Sprintf("BENCH%02d", i)
-		if err := admin.call(ctx, "POST", "/vendors", vend.NewVendor{Code: code, Name: "Bench till " + code, DailyLimitCents: 10_000_000_000}, nil, 201, nil); err != nil {
+		if _, err := admin.CreateVendor(ctx, vend.NewVendor{Code: code, Name: "Bench till " + code, DailyLimitCents: 10_000_000_000}); err != nil {
 			return err
 		}
 		for d := range 3 {
-			if err := sup.call(ctx, "POST", "/vendors/"+code+"/deposits", map[string]any{"amount_cents": 1_000_000_000, "reference": fmt.Sprintf("SLIP-%d", d)}, nil, 201, nil); err != nil {
+			if _, err := sup.Deposit(ctx, code, server.DepositBody{AmountCents: 1_000_000_000, Reference: fmt.Sprintf("SLIP-%d", d)}); err != nil {
 				return err
 			}
 		}
 		user := fmt.Sprintf("cashier%02d", i)
-		if _, err := r.staff(ctx, admin, base, user, auth.Vendor, code); err != nil {
+		if _, err := admin.Onboard(ctx, auth.NewOperator{Username: user, DisplayName: user, Role: auth.Vendor, Vendor: code}, "bench password for "+user); err != nil {
 			return err
 		}
-		var k struct {
-			Key string `json:"key"`
-		}
-		if err := admin.call(ctx, "POST", "/api-keys", map[string]string{"operator": user, "label": "bench terminal " + code}, nil, 201, &k); err != nil {
+		k, err := admin.CreateAPIKey(ctx, user, "bench terminal "+code)
+		if err != nil {
 			return err
 		}
 		r.terminals = append(r.terminals, k.Key)
+	}
+	for h := range r.heads {
+		r.connectTills(h)
 	}
 	for i := range o.MetersPerRun {
 		drn := "6007270" + fmt.Sprintf("%010d", 100+i)
@@ -248,10 +252,10 @@ func (r *rig) register(ctx context.Context, o *Options, he *headend.Headend) err
 		}
 		pan := drn + strconv.Itoa(luhn)
 		acc := fmt.Sprintf("BENCH-%05d", i)
-		if err := admin.call(ctx, "POST", "/customers", vend.NewCustomer{Account: acc, Name: "Bench household " + acc}, nil, 201, nil); err != nil {
+		if _, err := admin.CreateCustomer(ctx, vend.NewCustomer{Account: acc, Name: "Bench household " + acc}); err != nil {
 			return err
 		}
-		if err := admin.call(ctx, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: acc, Tariff: "DOM-2026", SupplyGroup: "123457"}, nil, 201, nil); err != nil {
+		if _, err := admin.CreateMeter(ctx, vend.NewMeter{Number: pan, Kind: "sts", Customer: acc, Tariff: "DOM-2026", SupplyGroup: "123457"}); err != nil {
 			return err
 		}
 		r.meters = append(r.meters, pan)
@@ -260,99 +264,17 @@ func (r *rig) register(ctx context.Context, o *Options, he *headend.Headend) err
 	return nil
 }
 
-// staff creates an operator, logs it in and sets its password.
-func (r *rig) staff(ctx context.Context, admin *session, base, user, role, vendor string) (*session, error) {
-	body := map[string]string{"username": user, "display_name": user, "role": role}
-	if vendor != "" {
-		body["vendor"] = vendor
-	}
-	var created struct {
-		OneTimePassword string `json:"one_time_password"`
-	}
-	if err := admin.call(ctx, "POST", "/operators", body, nil, 201, &created); err != nil {
-		return nil, err
-	}
-	s := r.session(base)
-	return s, s.login(ctx, user, created.OneTimePassword, "bench password for "+user)
-}
-
-// session is a browser-like client with a cookie jar, for the set-up.
-type session struct {
-	base string
-	c    *http.Client
-}
-
-func (r *rig) session(base string) *session {
-	jar, _ := cookiejar.New(nil)
-	return &session{base: base, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}}
-}
-
-func (s *session) login(ctx context.Context, user, pass, newPass string) error {
-	if err := s.call(ctx, "POST", "/auth/login", map[string]string{"username": user, "password": pass}, nil, 200, nil); err != nil {
-		return err
-	}
-	return s.call(ctx, "POST", "/auth/password", map[string]string{"current_password": pass, "new_password": newPass}, nil, 200, nil)
-}
-
-func (s *session) call(ctx context.Context, method, path string, body any, header map[string]string, want int, out any) error {
-	var rd io.Reader
-	if body != nil {
-		js, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(js)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, s.base+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("X-Sluice-Console", "bench")
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := s.c.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != want {
-		return fmt.Errorf("%s %s = %d, want %d: %s", method, path, resp.StatusCode, want, bytes.TrimSpace(b))
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
-
 // purchase sells one token over HTTP from terminal t for meter m through
-// head-end h, and returns the round-trip latency.
+// head-end h, and returns the round-trip latency. The receipt is not read:
+// the load generator shares the CPU with the head-end it measures.
 func (r *rig) purchase(ctx context.Context, h, t, m int) (time.Duration, error) {
-	body, _ := json.Marshal(vend.PurchaseRequest{Meter: r.meters[m], AmountCents: purchaseCents})
-	req, err := http.NewRequestWithContext(ctx, "POST", r.heads[h].URL()+"/api/v1/purchases", bytes.NewReader(body))
-	if err != nil {
-		return 0, err
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+r.terminals[t])
-	req.Header.Set("Idempotency-Key", "bench-"+strconv.FormatInt(r.seq.Add(1), 10))
+	req := vend.PurchaseRequest{Meter: r.meters[m], AmountCents: purchaseCents}
+	key := "bench-" + strconv.FormatInt(r.seq.Add(1), 10)
 	start := time.Now()
-	resp, err := r.client.Do(req)
-	if err != nil {
+	if _, err := r.tills[h][t].Purchase(ctx, key, req, nil); err != nil {
 		return 0, err
 	}
-	b, err := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	el := time.Since(start)
-	if err != nil {
-		return 0, err
-	}
-	if resp.StatusCode != http.StatusCreated {
-		return 0, fmt.Errorf("purchase: %d %s", resp.StatusCode, bytes.TrimSpace(b))
-	}
-	return el, nil
+	return time.Since(start), nil
 }
 
 // latencies summarises a run.
