@@ -5,11 +5,12 @@ import (
 	"context"
 	_ "embed"
 	"encoding/json"
+	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/cookiejar"
+	"net/url"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -21,12 +22,15 @@ import (
 	"sluice/audit"
 	"sluice/auditlog"
 	"sluice/auth"
+	"sluice/client"
 	"sluice/config"
 	"sluice/headend"
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/server"
 	"sluice/store"
+	"sluice/vend"
 )
 
 // A water tariff (rising blocks, free basic water, fixed charge, VAT, debt
@@ -35,90 +39,27 @@ import (
 //go:embed testdata/tariff-domestic.json
 var tariffJSON []byte
 
-// api is an HTTP client of the head-end under test: a browser session
-// (cookie) or an API key.
-type api struct {
-	base   string
-	c      *http.Client
-	bearer string
-	// console adds the header cookie-authenticated writes need (the
-	// attacker here is a logged-in operator, not a cross-site form).
-	console bool
+// try sends a request the attack expects may be refused and returns the
+// HTTP status and, for a refusal, the API's error code; only a request that
+// got no answer is an error.
+func try(ctx context.Context, c *client.Client, key, method, path string, in, out any) (int, string, error) {
+	status, err := c.DoIdempotent(ctx, key, method, path, in, out)
+	var e *client.Error
+	if errors.As(err, &e) {
+		return e.Status, e.Code, nil
+	}
+	return status, "", err
 }
 
-func newAPI(base string) *api {
-	jar, _ := cookiejar.New(nil)
-	return &api{base: base, c: &http.Client{Jar: jar, Timeout: 30 * time.Second}, console: true}
-}
-
-// do sends a request; body is JSON-encoded unless it is []byte.
-func (a *api) do(ctx context.Context, method, path string, body any, hdr map[string]string) (int, []byte, error) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		js, err := json.Marshal(b)
-		if err != nil {
-			return 0, nil, err
-		}
-		rd = bytes.NewReader(js)
-	}
-	if !strings.HasPrefix(path, "/api/") && !strings.HasPrefix(path, "/metrics") {
-		path = "/api/v1" + path
-	}
-	req, err := http.NewRequestWithContext(ctx, method, a.base+path, rd)
-	if err != nil {
-		return 0, nil, err
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if a.console {
-		req.Header.Set("X-Sluice-Console", "1")
-	}
-	if a.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+a.bearer)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := a.c.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	out, err := io.ReadAll(resp.Body)
-	return resp.StatusCode, out, err
-}
-
-// must sends a request and requires the status (setup steps only: the
-// attacks themselves record what they get).
-func (a *api) must(ctx context.Context, status int, method, path string, body, out any, hdr ...map[string]string) error {
-	var h map[string]string
-	if len(hdr) > 0 {
-		h = hdr[0]
-	}
-	code, b, err := a.do(ctx, method, path, body, h)
-	if err != nil {
-		return err
-	}
-	if code != status {
-		return fmt.Errorf("%s %s: %d, want %d: %s", method, path, code, status, b)
-	}
-	if out != nil {
-		return json.Unmarshal(b, out)
-	}
-	return nil
-}
+// emptyJSON is the body sent to every route when probing who may call it.
+var emptyJSON = json.RawMessage("{}")
 
 // headendLab is a running head-end with a registered world and one
 // logged-in client per role.
 type headendLab struct {
 	h       *headend.Headend
 	url     string
-	clients map[string]*api
+	clients map[string]*client.Client
 	meter   string
 	// mqtt is the embedded broker's address (host:port).
 	mqtt string
@@ -155,7 +96,7 @@ func startHeadend(ctx context.Context, lab *Lab) (*headendLab, error) {
 	if err != nil {
 		return nil, fmt.Errorf("start head-end: %w", err)
 	}
-	hl := &headendLab{h: h, url: h.URL(), clients: map[string]*api{}, meter: labMeterNumber, mqtt: h.MQTTAddr()}
+	hl := &headendLab{h: h, url: h.URL(), clients: map[string]*client.Client{}, meter: labMeterNumber, mqtt: h.MQTTAddr()}
 	ok := false
 	defer func() {
 		if !ok {
@@ -165,47 +106,31 @@ func startHeadend(ctx context.Context, lab *Lab) (*headendLab, error) {
 	if _, err := keys.Init(ctx, h.KMS(), kms.Ed25519); err != nil {
 		return nil, err
 	}
-	admin := newAPI(hl.url)
-	pw := "lab admin password " + fmt.Sprint(lab.Seed)
-	if err := admin.must(ctx, 200, "POST", "/auth/login", map[string]string{"username": "admin", "password": h.BootstrapPassword}, nil); err != nil {
-		return nil, err
-	}
-	if err := admin.must(ctx, 200, "POST", "/auth/password", map[string]string{"current_password": h.BootstrapPassword, "new_password": pw}, nil); err != nil {
+	admin := client.New(hl.url)
+	if err := admin.FirstLogin(ctx, auth.BootstrapUsername, h.BootstrapPassword, "lab admin password "+fmt.Sprint(lab.Seed)); err != nil {
 		return nil, err
 	}
 	hl.clients[auth.Admin] = admin
-	steps := []struct {
-		status       int
-		method, path string
-		body         any
-	}{
-		{201, "POST", "/vendors", map[string]any{"code": "LAB1", "name": "Lab vending point", "daily_limit_cents": 10_000_000}},
-		{200, "PUT", "/tariffs/DOM-2026", tariffJSON},
-		{201, "POST", "/customers", map[string]any{"account": "ACC-LAB-1", "name": "Lab Customer", "area": "Lab"}},
-		{201, "POST", "/meters", map[string]any{"number": labMeterNumber, "kind": "card", "customer": "ACC-LAB-1", "tariff": "DOM-2026"}},
+	if _, err := admin.CreateVendor(ctx, vend.NewVendor{Code: "LAB1", Name: "Lab vending point", DailyLimitCents: 10_000_000}); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
 	}
-	for _, s := range steps {
-		if err := admin.must(ctx, s.status, s.method, s.path, s.body, nil); err != nil {
-			return nil, fmt.Errorf("setup: %w", err)
-		}
+	if err := admin.PutTariff(ctx, "DOM-2026", tariffJSON); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	if _, err := admin.CreateCustomer(ctx, vend.NewCustomer{Account: "ACC-LAB-1", Name: "Lab Customer", Area: "Lab"}); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+	if _, err := admin.CreateMeter(ctx, vend.NewMeter{Number: labMeterNumber, Kind: "card", Customer: "ACC-LAB-1", Tariff: "DOM-2026"}); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
 	}
 	for _, role := range []string{auth.Supervisor, auth.Vendor, auth.Engineer, auth.Auditor} {
-		n := map[string]string{"username": role + "1", "display_name": "Lab " + role, "role": role}
+		n := auth.NewOperator{Username: role + "1", DisplayName: "Lab " + role, Role: role}
 		if role == auth.Vendor {
-			n["vendor"] = "LAB1"
+			n.Vendor = "LAB1"
 		}
-		var created struct {
-			OneTimePassword string `json:"one_time_password"`
-		}
-		if err := admin.must(ctx, 201, "POST", "/operators", n, &created); err != nil {
+		c, err := admin.Onboard(ctx, n, "lab password for "+role)
+		if err != nil {
 			return nil, fmt.Errorf("setup: %w", err)
-		}
-		c := newAPI(hl.url)
-		if err := c.must(ctx, 200, "POST", "/auth/login", map[string]string{"username": n["username"], "password": created.OneTimePassword}, nil); err != nil {
-			return nil, err
-		}
-		if err := c.must(ctx, 200, "POST", "/auth/password", map[string]string{"current_password": created.OneTimePassword, "new_password": "lab password for " + role}, nil); err != nil {
-			return nil, err
 		}
 		hl.clients[role] = c
 	}
@@ -221,11 +146,8 @@ func (hl *headendLab) stop() {
 
 // float reads a vending point's float as a supervisor sees it.
 func (hl *headendLab) float(ctx context.Context, code string) (int64, error) {
-	var vs []struct {
-		Code       string `json:"code"`
-		FloatCents int64  `json:"float_cents"`
-	}
-	if err := hl.clients[auth.Supervisor].must(ctx, 200, "GET", "/vendors", nil, &vs); err != nil {
+	vs, err := hl.clients[auth.Supervisor].Vendors(ctx)
+	if err != nil {
 		return 0, err
 	}
 	for _, v := range vs {
@@ -245,24 +167,19 @@ type operation struct {
 var pathParam = regexp.MustCompile(`\{[^}]+\}`)
 
 func (hl *headendLab) operations(ctx context.Context) ([]operation, error) {
-	code, b, err := newAPI(hl.url).do(ctx, "GET", "/api/v1/openapi.json", nil, nil)
-	if err != nil || code != 200 {
-		return nil, fmt.Errorf("openapi.json: %d %v", code, err)
-	}
 	var doc struct {
 		Paths map[string]map[string]struct {
 			Security *[]any   `json:"security"`
 			Roles    []string `json:"x-roles"`
 		} `json:"paths"`
 	}
-	if err := json.Unmarshal(b, &doc); err != nil {
+	if _, err := client.New(hl.url).Do(ctx, "GET", "/openapi.json", nil, &doc); err != nil {
 		return nil, err
 	}
 	var ops []operation
 	for p, ms := range doc.Paths {
-		if !strings.HasPrefix(p, "/api/") {
-			p = "/api/v1" + p
-		}
+		// The client's paths are relative to /api/v1.
+		p = strings.TrimPrefix(p, "/api/v1")
 		for m, op := range ms {
 			o := operation{method: strings.ToUpper(m), path: pathParam.ReplaceAllString(p, "1")}
 			if op.Security == nil || len(*op.Security) > 0 {
@@ -344,20 +261,20 @@ func unauthenticated(ctx context.Context, hl *headendLab, ops []operation, r *Re
 	if err != nil {
 		return err
 	}
-	anon := newAPI(hl.url)
-	forged := newAPI(hl.url)
-	forged.bearer = "slk_0000000000000000000000000000000000000000"
-	cookie := newAPI(hl.url)
-	u, _ := http.NewRequest("GET", hl.url, nil)
-	cookie.c.Jar.SetCookies(u.URL, []*http.Cookie{{Name: "sluice_session", Value: strings.Repeat("A", 43)}})
+	anon := client.New(hl.url)
+	forged := client.New(hl.url, client.WithAPIKey("slk_0000000000000000000000000000000000000000"))
+	jar, _ := cookiejar.New(nil)
+	u, _ := url.Parse(hl.url)
+	jar.SetCookies(u, []*http.Cookie{{Name: "sluice_session", Value: strings.Repeat("A", 43)}})
+	cookie := client.New(hl.url, client.WithHTTPClient(&http.Client{Jar: jar, Timeout: client.DefaultTimeout}))
 	tried, let := 0, 0
 	var leaks []string
 	for _, op := range ops {
 		if op.roles == nil {
 			continue // public (login)
 		}
-		for _, c := range []*api{anon, forged, cookie} {
-			code, _, err := c.do(ctx, op.method, op.path, []byte("{}"), nil)
+		for _, c := range []*client.Client{anon, forged, cookie} {
+			code, _, err := try(ctx, c, "", op.method, op.path, emptyJSON, nil)
 			if err != nil {
 				return err
 			}
@@ -407,7 +324,7 @@ func wrongRole(ctx context.Context, hl *headendLab, ops []operation, r *Recorder
 			if slices.Contains(op.roles, role) {
 				continue
 			}
-			code, _, err := hl.clients[role].do(ctx, op.method, op.path, []byte("{}"), map[string]string{"Idempotency-Key": "wrong-role"})
+			code, _, err := try(ctx, hl.clients[role], "wrong-role", op.method, op.path, emptyJSON, nil)
 			if err != nil {
 				return err
 			}
@@ -433,7 +350,7 @@ func wrongRole(ctx context.Context, hl *headendLab, ops []operation, r *Recorder
 func floatAndIdempotency(ctx context.Context, hl *headendLab, r *Recorder) error {
 	sup, cashier := hl.clients[auth.Supervisor], hl.clients[auth.Vendor]
 	const deposit = 200_000
-	if err := sup.must(ctx, 201, "POST", "/vendors/LAB1/deposits", map[string]any{"amount_cents": deposit, "reference": "LAB-SLIP-1"}, nil); err != nil {
+	if _, err := sup.Deposit(ctx, "LAB1", server.DepositBody{AmountCents: deposit, Reference: "LAB-SLIP-1"}); err != nil {
 		return err
 	}
 	f0, err := hl.float(ctx, "LAB1")
@@ -441,7 +358,7 @@ func floatAndIdempotency(ctx context.Context, hl *headendLab, r *Recorder) error
 		return err
 	}
 	// Beyond the float, at once.
-	code, body, err := cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 2*f0 + 10_000}, map[string]string{"Idempotency-Key": "beyond-1"})
+	code, errCode, err := try(ctx, cashier, "beyond-1", "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 2*f0 + 10_000}, nil)
 	if err != nil {
 		return err
 	}
@@ -458,13 +375,10 @@ func floatAndIdempotency(ctx context.Context, hl *headendLab, r *Recorder) error
 		wg.Add(1)
 		go func(i int) {
 			defer wg.Done()
-			var b []byte
-			codes[i], b, _ = cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": each},
-				map[string]string{"Idempotency-Key": fmt.Sprintf("race-%d", i)})
 			var rc struct {
 				Paid int64 `json:"paid_cents"`
 			}
-			json.Unmarshal(b, &rc)
+			codes[i], _, _ = try(ctx, cashier, fmt.Sprintf("race-%d", i), "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": each}, &rc)
 			paid[i] = rc.Paid
 		}(i)
 	}
@@ -489,30 +403,29 @@ func floatAndIdempotency(ctx context.Context, hl *headendLab, r *Recorder) error
 	r.Measure("float_cents_after", float64(f2))
 	r.Observe("vend beyond float", code == http.StatusConflict && f1 == f0 && f2 >= 0 && f2 == f0-sold && refused > 0 && other == 0,
 		"float %d cents; a purchase tendering %d: %d %s, float unchanged: %v; %d concurrent purchases of %d each (%d in all): %d sold, %d refused 409, %d other; float %d = %d - %d paid: %v, never negative: %v",
-		f0, 2*f0+10_000, code, errCode(body), f1 == f0, n, each, n*each, ok, refused, other, f2, f0, sold, f2 == f0-sold, f2 >= 0)
+		f0, 2*f0+10_000, code, errCode, f1 == f0, n, each, n*each, ok, refused, other, f2, f0, sold, f2 == f0-sold, f2 >= 0)
 
 	// The same Idempotency-Key with another body.
-	key := map[string]string{"Idempotency-Key": "lab-idem-1"}
+	const key = "lab-idem-1"
 	var r1, r2 struct {
 		PurchaseID int64 `json:"purchase_id"`
 		Tokens     []any `json:"tokens"`
 	}
-	if err := cashier.must(ctx, 201, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 5_000}, &r1, key); err != nil {
-		return err
+	if c1, err := cashier.DoIdempotent(ctx, key, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 5_000}, &r1); err != nil || c1 != http.StatusCreated {
+		return fmt.Errorf("purchase under a new key: %d, %v", c1, err)
 	}
 	g1, err := hl.float(ctx, "LAB1")
 	if err != nil {
 		return err
 	}
-	c2, b2, err := cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 9_000}, key)
+	c2, code2, err := try(ctx, cashier, key, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 9_000}, nil)
 	if err != nil {
 		return err
 	}
-	c3, b3, err := cashier.do(ctx, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 5_000}, key)
+	c3, _, err := try(ctx, cashier, key, "POST", "/purchases", map[string]any{"meter": hl.meter, "amount_cents": 5_000}, &r2)
 	if err != nil {
 		return err
 	}
-	json.Unmarshal(b3, &r2)
 	g2, err := hl.float(ctx, "LAB1")
 	if err != nil {
 		return err
@@ -520,18 +433,8 @@ func floatAndIdempotency(ctx context.Context, hl *headendLab, r *Recorder) error
 	same := c3 == 200 && r2.PurchaseID == r1.PurchaseID && fmt.Sprint(r2.Tokens) == fmt.Sprint(r1.Tokens)
 	r.Observe("idempotency key reused with another body", c2 == http.StatusUnprocessableEntity && same && g2 == g1,
 		"purchase under one key: 201; same key, amount changed: %d %s; same key, same body: %d, same purchase and tokens: %v; float unchanged by the retries: %v",
-		c2, errCode(b2), c3, same, g2 == g1)
+		c2, code2, c3, same, g2 == g1)
 	return nil
-}
-
-func errCode(b []byte) string {
-	var e struct {
-		Error struct {
-			Code string `json:"code"`
-		} `json:"error"`
-	}
-	json.Unmarshal(b, &e)
-	return e.Error.Code
 }
 
 // injectionPayloads are what an attacker types into every text field.
@@ -557,13 +460,13 @@ func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
 	}
 	admin, sup, cashier := hl.clients[auth.Admin], hl.clients[auth.Supervisor], hl.clients[auth.Vendor]
 	type target struct {
-		c            *api
+		c            *client.Client
 		method, path string
 		body         map[string]any
 		fields       []string
 	}
 	targets := []target{
-		{newAPI(hl.url), "POST", "/auth/login", map[string]any{"username": "x", "password": "y"}, []string{"username", "password"}},
+		{client.New(hl.url), "POST", "/auth/login", map[string]any{"username": "x", "password": "y"}, []string{"username", "password"}},
 		{admin, "POST", "/operators", map[string]any{"username": "u", "display_name": "d", "role": "vendor", "vendor": "LAB1"}, []string{"username", "display_name", "role", "vendor"}},
 		{admin, "POST", "/api-keys", map[string]any{"operator": "vendor1", "label": "l"}, []string{"operator", "label"}},
 		{admin, "POST", "/vendors", map[string]any{"code": "V", "name": "n", "daily_limit_cents": 100}, []string{"code", "name"}},
@@ -593,14 +496,14 @@ func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
 				}
 				b[f] = p
 				seq++
-				code, body, err := t.c.do(ctx, t.method, t.path, b, map[string]string{"Idempotency-Key": fmt.Sprintf("inj-%d", seq)})
+				code, errCode, err := try(ctx, t.c, fmt.Sprintf("inj-%d", seq), t.method, t.path, b, nil)
 				if err != nil {
 					return err
 				}
 				requests++
 				if code >= 500 {
 					server5xx++
-					fails = append(fails, fmt.Sprintf("%s %s %s=%.20q: %d %s", t.method, t.path, f, p, code, errCode(body)))
+					fails = append(fails, fmt.Sprintf("%s %s %s=%.20q: %d %s", t.method, t.path, f, p, code, errCode))
 				}
 				if code < 300 {
 					accepted++
@@ -611,7 +514,7 @@ func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
 	// Query strings and path segments.
 	for _, p := range injectionPayloads {
 		for _, path := range []string{"/customers?q=", "/meters?q=", "/customers/", "/meters/", "/audit?from="} {
-			code, _, err := admin.do(ctx, "GET", path+urlEscape(p), nil, nil)
+			code, _, err := try(ctx, admin, "", "GET", path+urlEscape(p), nil, nil)
 			if err != nil {
 				return err
 			}
@@ -631,7 +534,7 @@ func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
 			b[k] = v
 		}
 		b[t.fields[0]] = big
-		code, _, err := t.c.do(ctx, t.method, t.path, b, map[string]string{"Idempotency-Key": "oversized"})
+		code, _, err := try(ctx, t.c, "oversized", t.method, t.path, b, nil)
 		if err != nil {
 			return err
 		}
@@ -668,10 +571,10 @@ func injection(ctx context.Context, hl *headendLab, r *Recorder) error {
 			Name string `json:"name"`
 		} `json:"customer"`
 	}
-	if err := admin.must(ctx, 201, "POST", "/customers", map[string]any{"account": "INJ-1", "name": payload}, nil); err != nil {
+	if _, err := admin.CreateCustomer(ctx, vend.NewCustomer{Account: "INJ-1", Name: payload}); err != nil {
 		return err
 	}
-	if err := admin.must(ctx, 200, "GET", "/customers/INJ-1", nil, &detail); err != nil {
+	if _, err := admin.Do(ctx, "GET", "/customers/INJ-1", nil, &detail); err != nil {
 		return err
 	}
 	roundTrip := detail.Customer.Name == payload

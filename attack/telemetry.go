@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"sluice/auth"
+	"sluice/client"
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/protect"
@@ -24,6 +25,7 @@ import (
 	"sluice/telemetry/mqttlink"
 	"sluice/telemetry/replay"
 	"sluice/telemetry/topic"
+	"sluice/vend"
 )
 
 // The telemetry attacks (11 and 11b) play against a running head-end
@@ -35,8 +37,8 @@ import (
 
 // registerAMI registers an AMI meter for the lab's customer through the API.
 func (hl *headendLab) registerAMI(ctx context.Context, id uint64) error {
-	return hl.clients[auth.Admin].must(ctx, 201, "POST", "/meters",
-		map[string]any{"number": strconv.FormatUint(id, 10), "kind": "ami", "customer": "ACC-LAB-1", "tariff": "DOM-2026"}, nil)
+	_, err := hl.clients[auth.Admin].CreateMeter(ctx, vend.NewMeter{Number: strconv.FormatUint(id, 10), Kind: "ami", Customer: "ACC-LAB-1", Tariff: "DOM-2026"})
+	return err
 }
 
 // telemetryKey is meter id's telemetry key as the head-end's KMS derives it
@@ -80,12 +82,9 @@ var framesMetric = regexp.MustCompile(`^sluice_telemetry_frames_total\{result="(
 
 // frameCounts scrapes the ingest's counters from the head-end's /metrics.
 func (hl *headendLab) frameCounts(ctx context.Context) (map[string]int64, error) {
-	code, b, err := newAPI(hl.url).do(ctx, "GET", "/metrics", nil, nil)
+	b, err := client.New(hl.url).Metrics(ctx)
 	if err != nil {
 		return nil, err
-	}
-	if code != 200 {
-		return nil, fmt.Errorf("GET /metrics: %d", code)
 	}
 	out := map[string]int64{}
 	sc := bufio.NewScanner(bytes.NewReader(b))
@@ -158,7 +157,7 @@ func (hl *headendLab) readings(ctx context.Context, id uint64) (int64, error) {
 // API.
 func (hl *headendLab) alerts(ctx context.Context, rule string) ([]protect.AlertView, error) {
 	var l protect.AlertList
-	err := hl.clients[auth.Supervisor].must(ctx, 200, "GET", "/alerts?rule="+url.QueryEscape(rule)+"&limit=1000", nil, &l)
+	_, err := hl.clients[auth.Supervisor].Do(ctx, "GET", "/alerts?rule="+url.QueryEscape(rule)+"&limit=1000", nil, &l)
 	return l.Alerts, err
 }
 

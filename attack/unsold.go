@@ -15,6 +15,7 @@ import (
 	"sluice/keys"
 	"sluice/meter"
 	"sluice/protect"
+	"sluice/server"
 	"sluice/telemetry/frame"
 	"sluice/telemetry/mqttlink"
 	"sluice/telemetry/topic"
@@ -89,7 +90,7 @@ func (m *amiMeter) report(ctx context.Context, now time.Time) error {
 
 func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) error {
 	sup, cashier := hl.clients[auth.Supervisor], hl.clients[auth.Vendor]
-	if err := sup.must(ctx, 201, "POST", "/vendors/LAB1/deposits", map[string]any{"amount_cents": 100_000, "reference": "LAB-SLIP-11B"}, nil); err != nil {
+	if _, err := sup.Deposit(ctx, "LAB1", server.DepositBody{AmountCents: 100_000, Reference: "LAB-SLIP-11B"}); err != nil {
 		return err
 	}
 	attacker := attackerKey(lab)
@@ -126,8 +127,8 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 				Voucher []byte `json:"voucher"`
 			} `json:"tokens"`
 		}
-		if err := cashier.must(ctx, 201, "POST", "/purchases", map[string]any{"meter": strconv.FormatUint(id, 10), "amount_cents": 5_000}, &rc,
-			map[string]string{"Idempotency-Key": fmt.Sprintf("lab-11b-%d", id)}); err != nil {
+		if _, err := cashier.DoIdempotent(ctx, fmt.Sprintf("lab-11b-%d", id), "POST", "/purchases",
+			map[string]any{"meter": strconv.FormatUint(id, 10), "amount_cents": 5_000}, &rc); err != nil {
 			return err
 		}
 		for _, t := range rc.Tokens {
@@ -292,7 +293,7 @@ func pendingDownlinks(ctx context.Context, hl *headendLab, ids []uint64) (int, e
 			Meter string `json:"meter"`
 		} `json:"downlinks"`
 	}
-	if err := hl.clients[auth.Supervisor].must(ctx, 200, "GET", "/downlinks/pending", nil, &l); err != nil {
+	if _, err := hl.clients[auth.Supervisor].Do(ctx, "GET", "/downlinks/pending", nil, &l); err != nil {
 		return 0, err
 	}
 	n := 0
