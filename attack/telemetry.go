@@ -153,6 +153,17 @@ func (hl *headendLab) readings(ctx context.Context, id uint64) (int64, error) {
 	return n, err
 }
 
+// ingestState is the ingest's frame counters and meter id's stored
+// readings: what every telemetry case compares before and after.
+func (hl *headendLab) ingestState(ctx context.Context, id uint64) (map[string]int64, int64, error) {
+	counts, err := hl.frameCounts(ctx)
+	if err != nil {
+		return nil, 0, err
+	}
+	rows, err := hl.readings(ctx, id)
+	return counts, rows, err
+}
+
 // alerts lists the alerts of a rule as a supervisor sees them through the
 // API.
 func (hl *headendLab) alerts(ctx context.Context, rule string) ([]protect.AlertView, error) {
@@ -282,11 +293,7 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 			return err
 		}
 	}
-	base, err := hl.frameCounts(ctx)
-	if err != nil {
-		return err
-	}
-	rowsA, err := hl.readings(ctx, telA)
+	base, rowsA, err := hl.ingestState(ctx, telA)
 	if err != nil {
 		return err
 	}
@@ -377,11 +384,7 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 	if err := publish(connC, topic.ForMeter(telC, topic.Reading), own); err != nil {
 		return err
 	}
-	after, err := hl.frameCounts(ctx)
-	if err != nil {
-		return err
-	}
-	rows, err := hl.readings(ctx, telA)
+	after, rows, err := hl.ingestState(ctx, telA)
 	if err != nil {
 		return err
 	}
@@ -458,11 +461,7 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 			return err
 		}
 	}
-	after, err = hl.frameCounts(ctx)
-	if err != nil {
-		return err
-	}
-	rows, err = hl.readings(ctx, telA)
+	after, rows, err = hl.ingestState(ctx, telA)
 	if err != nil {
 		return err
 	}
@@ -487,11 +486,7 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 			}
 		}
 	}
-	after, err = hl.frameCounts(ctx)
-	if err != nil {
-		return err
-	}
-	rows, err = hl.readings(ctx, telA)
+	after, rows, err = hl.ingestState(ctx, telA)
 	if err != nil {
 		return err
 	}
