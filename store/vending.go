@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"errors"
 	"time"
 )
 
@@ -208,6 +209,37 @@ type PurchaseInputs struct {
 	Month MeterMonth
 }
 
+// PurchaseRecord is everything a completed purchase writes besides what
+// Start read and locked.
+type PurchaseRecord struct {
+	// Purchase has the ID reserved by Start and the receipt as Response.
+	Purchase Purchase
+	// Tokens are the purchase's, in order; Record sets their PurchaseID.
+	Tokens []Token
+	// Meter carries the meter's new counters and key state.
+	Meter Meter
+	// Month is the meter's block-ladder row after the purchase.
+	Month  MeterMonth
+	Ledger LedgerEntry
+	Audit  AuditRecord
+	// Day is the vendor's local day (YYYY-MM-DD) the sale counts against
+	// the daily limit on.
+	Day string
+	// DebtRecovered is what the purchase paid off the customer's debt.
+	DebtRecovered int64
+}
+
+// Why Purchases.Record refused a purchase. Each comes wrapped together with
+// ErrConflict or ErrConstraint.
+var (
+	// ErrKeyUsed: the vendor used the idempotency key already.
+	ErrKeyUsed = errors.New("idempotency key used")
+	// ErrFloatShort: the vendor's float does not cover the purchase.
+	ErrFloatShort = errors.New("float too low")
+	// ErrOverDailyLimit: the purchase would exceed the vendor's daily limit.
+	ErrOverDailyLimit = errors.New("over the daily limit")
+)
+
 // Purchases is the purchase aggregate.
 type Purchases interface {
 	// Start begins a purchase for the vendor's idempotency key on the
@@ -219,6 +251,13 @@ type Purchases interface {
 	// stamp and month's row in one statement; ErrNotFound when the
 	// vendor, customer or tariff does not exist.
 	Inputs(ctx context.Context, vendorID int64, m Meter, month string) (PurchaseInputs, error)
+	// Record writes a purchase: its row, tokens, the meter's counters, the
+	// block ladder, the ledger entry, the audit record, the float debit,
+	// the day's sales and the debt recovered, in that order (the vendor's
+	// rows last: they are the most contended). PostgreSQL gets them in one
+	// round trip (a pipeline). The first refusal ends it: ErrKeyUsed,
+	// ErrFloatShort, ErrOverDailyLimit or another store error.
+	Record(ctx context.Context, r PurchaseRecord) error
 	// Create inserts p, with p.ID when it is set (a Start's NextID);
 	// ErrConflict when the vendor used the idempotency key already (the
 	// caller then reads the existing purchase).

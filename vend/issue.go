@@ -188,17 +188,6 @@ func (iss *issuer) add(row store.Token, shown IssuedToken) {
 	iss.issued = append(iss.issued, shown)
 }
 
-// commit writes the tokens and the meter's new counters.
-func (iss *issuer) commit(ctx context.Context, purchaseID int64) error {
-	for _, r := range iss.rows {
-		r.PurchaseID = purchaseID
-		if _, err := iss.tx.Tokens().Create(ctx, r); err != nil {
-			return err
-		}
-	}
-	return iss.tx.Meters().Update(ctx, iss.m)
-}
-
 // commitRequest writes engineering tokens issued for a request.
 func (iss *issuer) commitRequest(ctx context.Context, requestID int64) error {
 	for _, r := range iss.rows {

@@ -268,25 +268,7 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	if err != nil {
 		return Result{}, err
 	}
-	_, err = tx.Purchases().Create(ctx, store.Purchase{
-		ID: id, VendorID: v.ID, IdempotencyKey: key, RequestHash: hash, OperatorID: a.OperatorID, MeterID: m.ID, CustomerID: m.CustomerID,
-		TenderedCents: req.AmountCents, PaidCents: paid, Litres: int64(bd.Litres), State: store.PurchaseCompleted,
-		Response: js, CreatedAt: now,
-	})
-	if errors.Is(err, store.ErrConflict) {
-		return Result{}, errDuplicate
-	}
-	if err != nil {
-		return Result{}, err
-	}
-	if err := iss.commit(ctx, id); err != nil {
-		return Result{}, err
-	}
-
 	mm.PaidLitres, mm.FreeIssued, mm.FixedCollected = int64(bd.UsageAfter.PaidLitres), bd.UsageAfter.FreeIssued, int64(bd.UsageAfter.FixedCollected)
-	if err := tx.MeterMonths().Put(ctx, mm); err != nil {
-		return Result{}, err
-	}
 	entry, err := ledger.PurchaseEntry(ledger.Purchase{
 		ID: strconv.FormatInt(id, 10), Vendor: v.Code, Meter: m.Number, Customer: cust.Account,
 		Time: now, Breakdown: &bd, Tokens: iss.ledgerTokens(),
@@ -294,35 +276,35 @@ func (s *Service) purchase(ctx context.Context, tx store.Tx, a Actor, key string
 	if err != nil {
 		return Result{}, fmt.Errorf("ledger: %w", err)
 	}
-	if _, err := tx.Ledger().Append(ctx, storeEntry(entry)); err != nil {
-		if errors.Is(err, store.ErrConflict) {
-			return Result{}, errDuplicate
-		}
-		return Result{}, err
-	}
-	err = store.AppendAudit(ctx, tx, now, a.String(), "vend.purchase", "purchase/"+strconv.FormatInt(id, 10), map[string]any{
+	audit, err := store.NewAuditRecord(now, a.String(), "vend.purchase", "purchase/"+strconv.FormatInt(id, 10), map[string]any{
 		"meter": m.Number, "vendor": v.Code, "idempotency_key": key, "tendered_cents": req.AmountCents,
 		"paid_cents": paid, "litres": bd.Litres, "free_litres": bd.FreeLitres, "tokens": len(iss.issued),
 	})
 	if err != nil {
 		return Result{}, err
 	}
-	if _, err := tx.Vendors().AdjustFloat(ctx, v.ID, -paid); err != nil {
-		if errors.Is(err, store.ErrConstraint) {
-			return Result{}, ErrInsufficientFloat
-		}
+	// Every write of the purchase in one call, in the lock order above:
+	// purchase row, tokens, meter counters, block ladder, ledger, audit,
+	// then the vendor's float and day's sales, then the debt. PostgreSQL
+	// gets them in one round trip.
+	err = tx.Purchases().Record(ctx, store.PurchaseRecord{
+		Purchase: store.Purchase{
+			ID: id, VendorID: v.ID, IdempotencyKey: key, RequestHash: hash, OperatorID: a.OperatorID, MeterID: m.ID, CustomerID: m.CustomerID,
+			TenderedCents: req.AmountCents, PaidCents: paid, Litres: int64(bd.Litres), State: store.PurchaseCompleted,
+			Response: js, CreatedAt: now,
+		},
+		Tokens: iss.rows, Meter: iss.m, Month: mm, Ledger: storeEntry(entry), Audit: audit,
+		Day: local.Format("2006-01-02"), DebtRecovered: int64(bd.Debt),
+	})
+	switch {
+	case errors.Is(err, store.ErrKeyUsed):
+		return Result{}, errDuplicate
+	case errors.Is(err, store.ErrFloatShort):
+		return Result{}, ErrInsufficientFloat
+	case errors.Is(err, store.ErrOverDailyLimit):
+		return Result{}, ErrDailyLimit
+	case err != nil:
 		return Result{}, err
-	}
-	if err := tx.Vendors().AddDaySales(ctx, v.ID, local.Format("2006-01-02"), paid); err != nil {
-		if errors.Is(err, store.ErrConstraint) {
-			return Result{}, ErrDailyLimit
-		}
-		return Result{}, err
-	}
-	if bd.Debt > 0 {
-		if err := tx.Customers().AdjustDebt(ctx, cust.ID, -int64(bd.Debt)); err != nil {
-			return Result{}, err
-		}
 	}
 	return Result{Receipt: r, JSON: js}, nil
 }

@@ -294,6 +294,21 @@ func TestFloatAndLimits(t *testing.T) {
 		if _, err := e.svc.Purchase(ctx, Actor{OperatorID: e.cashier.OperatorID, Username: "x"}, "c", PurchaseRequest{Meter: pan, AmountCents: 100}); !errors.Is(err, ErrNoVendor) {
 			t.Fatalf("no vending point: %v", err)
 		}
+		// The daily limit refuses a purchase the float would cover.
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			v, err := tx.Vendors().ByID(ctx, e.vendor.ID)
+			if err != nil {
+				return err
+			}
+			v.DailyLimitCents = 15000
+			return tx.Vendors().Update(ctx, v)
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := e.svc.Purchase(ctx, e.cashier, "d", PurchaseRequest{Meter: pan, AmountCents: 16000}); !errors.Is(err, ErrDailyLimit) {
+			t.Fatalf("beyond the daily limit: %v", err)
+		}
 		// Nothing of the refused purchases remains.
 		db.Read(ctx, func(tx store.Tx) error {
 			v, _ := tx.Vendors().ByID(ctx, e.vendor.ID)
@@ -301,8 +316,19 @@ func TestFloatAndLimits(t *testing.T) {
 			if v.FloatCents != 20000 || m.LastTID != 0 {
 				t.Errorf("refused purchases changed state: float %d, last TID %d", v.FloatCents, m.LastTID)
 			}
+			if _, err := tx.Purchases().ByKey(ctx, e.vendor.ID, "d"); !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("refused purchase stored: %v", err)
+			}
 			return nil
 		})
+		// Within the limit, the refused key is free to use; used again for
+		// a meter that does not exist, it is a mismatch, not a missing meter.
+		if _, err := e.svc.Purchase(ctx, e.cashier, "d", PurchaseRequest{Meter: pan, AmountCents: 15000}); err != nil {
+			t.Fatalf("within the limit: %v", err)
+		}
+		if _, err := e.svc.Purchase(ctx, e.cashier, "d", PurchaseRequest{Meter: "600727000000000017", AmountCents: 100}); !errors.Is(err, ErrIdempotencyMismatch) {
+			t.Fatalf("used key, unknown meter: %v", err)
+		}
 	})
 }
 

@@ -69,7 +69,8 @@ func Dialect(migrations fs.FS) sqlstore.Dialect {
 		SealerLock:    `SELECT pg_advisory_xact_lock(20943)`,
 		// A value of the identity column's sequence is the table's and
 		// nobody else's, whether or not the row is inserted.
-		NextID: func(table string) string { return `nextval(pg_get_serial_sequence('` + table + `', 'id'))` },
+		Pipeline: true,
+		NextID:   func(table string) string { return `nextval(pg_get_serial_sequence('` + table + `', 'id'))` },
 	}
 }
 

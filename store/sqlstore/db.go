@@ -52,6 +52,9 @@ type Dialect struct {
 	// CacheStatements keeps prepared statements (see stmtCache): for a
 	// driver that does not cache them itself (pgx does).
 	CacheStatements bool
+	// Pipeline sends the steps of a multi-statement write together (see
+	// step): for pgx, whose connections the transactions are begun on.
+	Pipeline bool
 	// NextID is an expression giving the ID the next row of table will
 	// take, for a row that must know its ID before it is inserted.
 	NextID func(table string) string
@@ -172,11 +175,26 @@ func (db *DB) once(ctx context.Context, pool *sql.DB, opts *sql.TxOptions, fn fu
 	if cache != nil {
 		cache.prepare(ctx)
 	}
-	sqlTx, err := pool.BeginTx(ctx, opts)
+	var conn *sql.Conn
+	if db.d.Pipeline && opts == nil {
+		// A pipeline is sent on the transaction's connection, which
+		// database/sql gives access to only when the transaction is begun
+		// on a connection taken for it.
+		if conn, err = pool.Conn(ctx); err != nil {
+			return fmt.Errorf("begin transaction: %w", db.wrap(err))
+		}
+		defer conn.Close()
+	}
+	var sqlTx *sql.Tx
+	if conn != nil {
+		sqlTx, err = conn.BeginTx(ctx, opts)
+	} else {
+		sqlTx, err = pool.BeginTx(ctx, opts)
+	}
 	if err != nil {
 		return fmt.Errorf("begin transaction: %w", db.wrap(err))
 	}
-	t := &tx{db: db, tx: sqlTx, pool: pool, cache: cache}
+	t := &tx{db: db, tx: sqlTx, pool: pool, sqlConn: conn, cache: cache}
 	defer func() {
 		if p := recover(); p != nil {
 			sqlTx.Rollback()
@@ -252,10 +270,12 @@ func (db *DB) cacheOf(pool *sql.DB) *stmtCache {
 
 // tx is a store.Tx: a transaction, or for Lookup the read pool itself.
 type tx struct {
-	db    *DB
-	tx    *sql.Tx // nil in a Lookup
-	pool  *sql.DB
-	cache *stmtCache // nil: statements are not cached
+	db   *DB
+	tx   *sql.Tx // nil in a Lookup
+	pool *sql.DB
+	// sqlConn is the transaction's connection when the dialect pipelines.
+	sqlConn *sql.Conn
+	cache   *stmtCache // nil: statements are not cached
 }
 
 // querier is what *sql.Tx and *sql.DB have in common.

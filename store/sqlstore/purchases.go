@@ -3,6 +3,7 @@ package sqlstore
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -82,23 +83,62 @@ func (r purchases) Inputs(ctx context.Context, vendorID int64, m store.Meter, mo
 }
 
 func (r purchases) Create(ctx context.Context, p store.Purchase) (store.Purchase, error) {
+	if err := r.steps(ctx, []step{purchaseStep(&p)}); err != nil {
+		return store.Purchase{}, err
+	}
+	return p, nil
+}
+
+// purchaseStep inserts p, with p.ID when it is set, and sets p.ID.
+func purchaseStep(p *store.Purchase) step {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = now()
 	}
+	done := func(_ int64, err error) error {
+		if err != nil {
+			return fmt.Errorf("create purchase: %w", err)
+		}
+		return nil
+	}
 	args := []any{p.VendorID, p.IdempotencyKey, p.RequestHash, p.OperatorID, p.MeterID, nullID(p.CustomerID), p.TenderedCents, p.PaidCents,
 		p.Litres, p.State, string(p.Response), micros(p.CreatedAt)}
-	var err error
 	if p.ID != 0 {
-		_, err = r.exec(ctx, `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at, id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, append(args, p.ID)...)
-	} else {
-		err = r.row(ctx, `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, args, &p.ID)
+		return step{q: `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args: append(args, p.ID), done: done}
 	}
-	if err != nil {
-		return store.Purchase{}, fmt.Errorf("create purchase: %w", err)
+	return step{q: `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, args: args, dest: []any{&p.ID}, done: done}
+}
+
+func (r purchases) Record(ctx context.Context, rec store.PurchaseRecord) error {
+	p := rec.Purchase
+	if p.ID == 0 {
+		return fmt.Errorf("record purchase: no ID reserved")
 	}
-	return p, nil
+	create := purchaseStep(&p)
+	created := create.done
+	create.done = func(n int64, err error) error {
+		if errors.Is(err, store.ErrConflict) {
+			return fmt.Errorf("purchase %d: %w: %w", p.ID, store.ErrKeyUsed, err)
+		}
+		return created(n, err)
+	}
+	ss := []step{create}
+	for i := range rec.Tokens {
+		t := rec.Tokens[i]
+		t.PurchaseID = p.ID
+		ss = append(ss, tokenStep(&t))
+	}
+	ss = append(ss, meterUpdateStep(rec.Meter), monthPutStep(rec.Month))
+	var seq int64
+	ss = append(ss, ledgerSteps(rec.Ledger, &seq)...)
+	ss = append(ss, auditStep(rec.Audit))
+	var after int64
+	ss = append(ss, floatStep(p.VendorID, -p.PaidCents, &after), daySalesStep(p.VendorID, rec.Day, p.PaidCents))
+	if rec.DebtRecovered > 0 {
+		ss = append(ss, debtStep(p.CustomerID, -rec.DebtRecovered))
+	}
+	return r.steps(ctx, ss)
 }
 
 func (r purchases) ByID(ctx context.Context, id int64) (store.Purchase, error) {
@@ -147,6 +187,14 @@ func scanToken(scan func(...any) error) (store.Token, error) {
 }
 
 func (r tokens) Create(ctx context.Context, t store.Token) (store.Token, error) {
+	if err := r.steps(ctx, []step{tokenStep(&t)}); err != nil {
+		return store.Token{}, err
+	}
+	return t, nil
+}
+
+// tokenStep inserts t and sets its ID.
+func tokenStep(t *store.Token) step {
 	if t.CreatedAt.IsZero() {
 		t.CreatedAt = now()
 	}
@@ -154,14 +202,19 @@ func (r tokens) Create(ctx context.Context, t store.Token) (store.Token, error) 
 	if t.Digits != "" && t.TID != 0 {
 		tid = t.TID
 	}
-	err := r.row(ctx, `INSERT INTO tokens (meter_id, purchase_id, request_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at)
+	return step{
+		q: `INSERT INTO tokens (meter_id, purchase_id, request_id, ordinal, kind, class, subclass, tid, digits, voucher, voucher_seq, litres, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
-		[]any{t.MeterID, nullID(t.PurchaseID), nullID(t.RequestID), t.Ordinal, t.Kind, t.Class, t.Subclass, tid, nullString(t.Digits),
-			nullBytes(t.Voucher), nullID(t.VoucherSeq), t.Litres, micros(t.CreatedAt)}, &t.ID)
-	if err != nil {
-		return store.Token{}, fmt.Errorf("create token for meter %d: %w", t.MeterID, err)
+		args: []any{t.MeterID, nullID(t.PurchaseID), nullID(t.RequestID), t.Ordinal, t.Kind, t.Class, t.Subclass, tid, nullString(t.Digits),
+			nullBytes(t.Voucher), nullID(t.VoucherSeq), t.Litres, micros(t.CreatedAt)},
+		dest: []any{&t.ID},
+		done: func(_ int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("create token for meter %d: %w", t.MeterID, err)
+			}
+			return nil
+		},
 	}
-	return t, nil
 }
 
 func (r tokens) ByPurchase(ctx context.Context, purchaseID int64) ([]store.Token, error) {
@@ -196,21 +249,37 @@ func (r tokens) MarkDelivered(ctx context.Context, meterID, voucherSeq int64, at
 type ledger struct{ *tx }
 
 func (r ledger) Append(ctx context.Context, e store.LedgerEntry) (int64, error) {
+	var seq int64
+	if err := r.steps(ctx, ledgerSteps(e, &seq)); err != nil {
+		return 0, err
+	}
+	return seq, nil
+}
+
+// ledgerSteps insert an entry, setting *seq, and its postings.
+func ledgerSteps(e store.LedgerEntry, seq *int64) []step {
 	if len(e.Tokens) == 0 {
 		e.Tokens = []byte("[]")
 	}
-	var seq int64
-	err := r.row(ctx, `INSERT INTO ledger_entries (entry_id, type, purchase, reverses, at, tokens) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
-		[]any{e.ID, e.Type, e.Purchase, e.Reverses, e.Time.UnixMicro(), string(e.Tokens)}, &seq)
-	if err != nil {
-		return 0, fmt.Errorf("ledger entry %s: %w", e.ID, err)
-	}
+	ss := []step{{
+		q:    `INSERT INTO ledger_entries (entry_id, type, purchase, reverses, at, tokens) VALUES (?, ?, ?, ?, ?, ?) RETURNING seq`,
+		args: []any{e.ID, e.Type, e.Purchase, e.Reverses, e.Time.UnixMicro(), string(e.Tokens)},
+		dest: []any{seq},
+		done: func(_ int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("ledger entry %s: %w", e.ID, err)
+			}
+			return nil
+		},
+	}}
 	if len(e.Postings) == 0 {
-		return seq, nil
+		return ss
 	}
 	// One statement for all postings: a round trip each was a fifth of a
 	// purchase's statements. Rows are inserted, and take their ids, in the
-	// order given, which is the order scan returns them in.
+	// order given, which is the order scan returns them in. The entry's
+	// seq is found by its ID, so that the statement needs nothing back
+	// from the one before (they may be sent together).
 	var q strings.Builder
 	q.WriteString(`INSERT INTO ledger_postings (entry_seq, account, unit, amount) VALUES `)
 	args := make([]any, 0, 4*len(e.Postings))
@@ -218,13 +287,15 @@ func (r ledger) Append(ctx context.Context, e store.LedgerEntry) (int64, error) 
 		if i > 0 {
 			q.WriteString(", ")
 		}
-		q.WriteString("(?, ?, ?, ?)")
-		args = append(args, seq, p.Account, p.Unit, p.Amount)
+		q.WriteString("((SELECT seq FROM ledger_entries WHERE entry_id = ?), ?, ?, ?)")
+		args = append(args, e.ID, p.Account, p.Unit, p.Amount)
 	}
-	if _, err := r.exec(ctx, q.String(), args...); err != nil {
-		return 0, fmt.Errorf("ledger entry %s postings: %w", e.ID, err)
-	}
-	return seq, nil
+	return append(ss, step{q: q.String(), args: args, done: func(_ int64, err error) error {
+		if err != nil {
+			return fmt.Errorf("ledger entry %s postings: %w", e.ID, err)
+		}
+		return nil
+	}})
 }
 
 func (r ledger) ByID(ctx context.Context, id string) (store.LedgerEntry, error) {
@@ -305,15 +376,23 @@ func scanAudit(scan func(...any) error) (store.AuditRecord, error) {
 }
 
 func (r auditLog) Append(ctx context.Context, a store.AuditRecord) error {
+	return r.steps(ctx, []step{auditStep(a)})
+}
+
+func auditStep(a store.AuditRecord) step {
 	if a.Details == nil {
 		a.Details = []byte{}
 	}
-	_, err := r.exec(ctx, `INSERT INTO audit_log (at, actor, action, object, details) VALUES (?, ?, ?, ?, ?)`,
-		a.At.UnixMicro(), a.Actor, a.Action, a.Object, a.Details)
-	if err != nil {
-		return fmt.Errorf("audit %s: %w", a.Action, err)
+	return step{
+		q:    `INSERT INTO audit_log (at, actor, action, object, details) VALUES (?, ?, ?, ?, ?)`,
+		args: []any{a.At.UnixMicro(), a.Actor, a.Action, a.Object, a.Details},
+		done: func(_ int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("audit %s: %w", a.Action, err)
+			}
+			return nil
+		},
 	}
-	return nil
 }
 
 func (r auditLog) Head(ctx context.Context) (store.AuditRecord, error) {

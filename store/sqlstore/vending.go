@@ -66,21 +66,36 @@ func (r vendors) Update(ctx context.Context, v store.Vendor) error {
 }
 
 func (r vendors) AdjustFloat(ctx context.Context, id, delta int64) (int64, error) {
-	// One conditional statement: the check and the debit cannot be split by
-	// a concurrent vend, on any replica. The CHECK constraint backs it up.
 	var after int64
-	err := r.row(ctx, `UPDATE vendors SET float_cents = float_cents + ? WHERE id = ? AND float_cents + ? >= 0 RETURNING float_cents`,
-		[]any{delta, id, delta}, &after)
-	if isNotFound(err) {
+	err := r.steps(ctx, []step{floatStep(id, delta, &after)})
+	if errors.Is(err, store.ErrFloatShort) {
 		if err := r.exists(ctx, id); err != nil {
 			return 0, err
 		}
-		return 0, fmt.Errorf("vendor %d float: %w", id, store.ErrConstraint)
 	}
-	if err != nil {
-		return 0, fmt.Errorf("vendor %d float: %w", id, err)
+	return after, err
+}
+
+// floatStep adds delta to a vendor's float, setting *after; ErrFloatShort
+// (and ErrConstraint) when it would go below zero, or when the vendor does
+// not exist.
+func floatStep(id, delta int64, after *int64) step {
+	// One conditional statement: the check and the debit cannot be split by
+	// a concurrent vend, on any replica. The CHECK constraint backs it up.
+	return step{
+		q:    `UPDATE vendors SET float_cents = float_cents + ? WHERE id = ? AND float_cents + ? >= 0 RETURNING float_cents`,
+		args: []any{delta, id, delta},
+		dest: []any{after},
+		done: func(_ int64, err error) error {
+			if isNotFound(err) {
+				return fmt.Errorf("vendor %d float: %w: %w", id, store.ErrConstraint, store.ErrFloatShort)
+			}
+			if err != nil {
+				return fmt.Errorf("vendor %d float: %w", id, err)
+			}
+			return nil
+		},
 	}
-	return after, nil
 }
 
 func (r vendors) exists(ctx context.Context, id int64) error {
@@ -95,26 +110,42 @@ func (r vendors) exists(ctx context.Context, id int64) error {
 }
 
 func (r vendors) AddDaySales(ctx context.Context, id int64, day string, cents int64) error {
+	err := r.steps(ctx, []step{daySalesStep(id, day, cents)})
+	if errors.Is(err, store.ErrOverDailyLimit) {
+		if err := r.exists(ctx, id); err != nil {
+			return err
+		}
+	}
+	return err
+}
+
+// daySalesStep counts cents against a vendor's daily limit; ErrOverDailyLimit
+// (and ErrConstraint) when the limit would be exceeded, or when the vendor
+// does not exist.
+func daySalesStep(id int64, day string, cents int64) step {
 	// Insert-or-add with the limit in the statement, read from the vendor's
 	// row: concurrent vends on several replicas cannot both pass it, and
 	// nothing is read first. A first sale of the day inserts only within
 	// the limit (the SELECT yields no row otherwise).
 	var sold int64
-	err := r.row(ctx, `INSERT INTO vendor_days (vendor_id, day, sold_cents)
+	return step{
+		q: `INSERT INTO vendor_days (vendor_id, day, sold_cents)
 		SELECT id, CAST(? AS TEXT), CAST(? AS BIGINT) FROM vendors WHERE id = ? AND daily_limit_cents >= ?
 		ON CONFLICT (vendor_id, day) DO UPDATE SET sold_cents = vendor_days.sold_cents + excluded.sold_cents
 		WHERE vendor_days.sold_cents + excluded.sold_cents <= (SELECT daily_limit_cents FROM vendors WHERE id = excluded.vendor_id)
-		RETURNING sold_cents`, []any{day, cents, id, cents}, &sold)
-	if isNotFound(err) {
-		if err := r.exists(ctx, id); err != nil {
-			return err
-		}
-		return fmt.Errorf("vendor %d daily limit: %w", id, store.ErrConstraint)
+		RETURNING sold_cents`,
+		args: []any{day, cents, id, cents},
+		dest: []any{&sold},
+		done: func(_ int64, err error) error {
+			if isNotFound(err) {
+				return fmt.Errorf("vendor %d daily limit: %w: %w", id, store.ErrConstraint, store.ErrOverDailyLimit)
+			}
+			if err != nil {
+				return fmt.Errorf("vendor %d daily limit: %w", id, err)
+			}
+			return nil
+		},
 	}
-	if err != nil {
-		return fmt.Errorf("vendor %d daily limit: %w", id, err)
-	}
-	return nil
 }
 
 func (r vendors) DaySales(ctx context.Context, id int64, day string) (int64, error) {
@@ -243,11 +274,23 @@ func (r customers) Update(ctx context.Context, c store.Customer) error {
 }
 
 func (r customers) AdjustDebt(ctx context.Context, id, delta int64) error {
-	res, err := r.exec(ctx, `UPDATE customers SET debt_cents = debt_cents + ? WHERE id = ?`, delta, id)
-	if err != nil {
-		return fmt.Errorf("customer %d debt: %w", id, err)
+	return r.steps(ctx, []step{debtStep(id, delta)})
+}
+
+func debtStep(id, delta int64) step {
+	return step{
+		q:    `UPDATE customers SET debt_cents = debt_cents + ? WHERE id = ?`,
+		args: []any{delta, id},
+		done: func(n int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("customer %d debt: %w", id, err)
+			}
+			if n == 0 {
+				return fmt.Errorf("customer %d: %w", id, store.ErrNotFound)
+			}
+			return nil
+		},
 	}
-	return rowsAffected(res, fmt.Sprintf("customer %d", id))
 }
 
 // --- meters
@@ -310,13 +353,24 @@ func (r meters) ByCustomer(ctx context.Context, customerID int64) ([]store.Meter
 }
 
 func (r meters) Update(ctx context.Context, m store.Meter) error {
-	res, err := r.exec(ctx, `UPDATE meters SET customer_id = ?, tariff_code = ?, area = ?, sgc = ?, krn = ?, ti = ?, kt = ?, base_date = ?,
+	return r.steps(ctx, []step{meterUpdateStep(m)})
+}
+
+func meterUpdateStep(m store.Meter) step {
+	return step{
+		q: `UPDATE meters SET customer_id = ?, tariff_code = ?, area = ?, sgc = ?, krn = ?, ti = ?, kt = ?, base_date = ?,
 		last_tid = ?, voucher_seq = ?, key_version = ?, status = ? WHERE id = ?`,
-		nullID(m.CustomerID), m.TariffCode, m.Area, nullString(m.SGC), m.KRN, m.TI, m.KT, m.BaseDate, m.LastTID, m.VoucherSeq, m.KeyVersion, m.Status, m.ID)
-	if err != nil {
-		return fmt.Errorf("update meter %d: %w", m.ID, err)
+		args: []any{nullID(m.CustomerID), m.TariffCode, m.Area, nullString(m.SGC), m.KRN, m.TI, m.KT, m.BaseDate, m.LastTID, m.VoucherSeq, m.KeyVersion, m.Status, m.ID},
+		done: func(n int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("update meter %d: %w", m.ID, err)
+			}
+			if n == 0 {
+				return fmt.Errorf("meter %d: %w", m.ID, store.ErrNotFound)
+			}
+			return nil
+		},
 	}
-	return rowsAffected(res, fmt.Sprintf("meter %d", m.ID))
 }
 
 func (r meters) Count(ctx context.Context) (int64, error) {
@@ -348,11 +402,19 @@ func (r meterMonths) Get(ctx context.Context, meterID int64, month string) (stor
 }
 
 func (r meterMonths) Put(ctx context.Context, m store.MeterMonth) error {
-	_, err := r.exec(ctx, `INSERT INTO meter_months (meter_id, month, paid_litres, free_issued, fixed_collected) VALUES (?, ?, ?, ?, ?)
+	return r.steps(ctx, []step{monthPutStep(m)})
+}
+
+func monthPutStep(m store.MeterMonth) step {
+	return step{
+		q: `INSERT INTO meter_months (meter_id, month, paid_litres, free_issued, fixed_collected) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (meter_id, month) DO UPDATE SET paid_litres = excluded.paid_litres, free_issued = excluded.free_issued, fixed_collected = excluded.fixed_collected`,
-		m.MeterID, m.Month, m.PaidLitres, m.FreeIssued, m.FixedCollected)
-	if err != nil {
-		return fmt.Errorf("meter %d month %s: %w", m.MeterID, m.Month, err)
+		args: []any{m.MeterID, m.Month, m.PaidLitres, m.FreeIssued, m.FixedCollected},
+		done: func(_ int64, err error) error {
+			if err != nil {
+				return fmt.Errorf("meter %d month %s: %w", m.MeterID, m.Month, err)
+			}
+			return nil
+		},
 	}
-	return nil
 }
