@@ -50,6 +50,21 @@ func (r *readerFlags) connect(ctx context.Context) (*pcsc.Reader, error) {
 	return pcsc.Connect(ctx, r.reader)
 }
 
+// identify connects to the card in the reader and reads its public
+// identity; the caller closes the reader.
+func (r *readerFlags) identify(ctx context.Context) (*pcsc.Reader, card.Identity, error) {
+	rd, err := r.connect(ctx)
+	if err != nil {
+		return nil, card.Identity{}, err
+	}
+	id, err := card.Identify(rd)
+	if err != nil {
+		rd.Close()
+		return nil, card.Identity{}, err
+	}
+	return rd, id, nil
+}
+
 // meterKeyFlags say where a meter's card key comes from: a key file (tests,
 // the emulator's world), or the KMS, which derives it from the meter root
 // exactly as provisioning does (keys.MeterKey, purpose "card").
@@ -206,15 +221,11 @@ func cmdCardLoad(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	pv, _ := voucher.Parse(v)
-	r, err := rf.connect(ctx)
+	r, id, err := rf.identify(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	id, err := card.Identify(r)
-	if err != nil {
-		return err
-	}
 	if id.Lifecycle != card.Personalized || id.MeterID != pv.MeterID {
 		return fmt.Errorf("%w: %v card for meter %d, voucher for meter %d", card.ErrWrongCard, id.Lifecycle, id.MeterID, pv.MeterID)
 	}
@@ -260,15 +271,11 @@ func cmdCardInspect(ctx context.Context, sio stdio, args []string) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	r, err := rf.connect(ctx)
+	r, id, err := rf.identify(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	id, err := card.Identify(r)
-	if err != nil {
-		return err
-	}
 	out := map[string]any{"identity": identityOut(id)}
 	if !mk.given() || id.Lifecycle != card.Personalized {
 		return printJSON(sio, out)
@@ -334,15 +341,11 @@ func cmdCardRekey(ctx context.Context, sio stdio, args []string) error {
 	if !mk.given() {
 		return errors.New("no meter card key: give --meter-card-key-file and --new-meter-card-key-file, or the KMS (--keystore or --pkcs11-module)")
 	}
-	r, err := rf.connect(ctx)
+	r, id, err := rf.identify(ctx)
 	if err != nil {
 		return err
 	}
 	defer r.Close()
-	id, err := card.Identify(r)
-	if err != nil {
-		return err
-	}
 	oldKey, err := mk.key(ctx, sio, id.MeterID, id.KeyVersion)
 	if err != nil {
 		return err
