@@ -25,12 +25,8 @@ func cmdAttack(ctx context.Context, sio stdio, args []string) error {
 	only := fs.String("only", "", "run only these attacks (comma-separated IDs, see the table)")
 	seed := fs.Uint64("seed", 1, "seed of every random stream; a run is repeatable with the same seed")
 	reader := fs.String("pcsc", "auto", "PC/SC reader for the sniffing attack: auto (vpcd slot 1 if pcscd offers it), none (in-process transport), or a reader name")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
 	}
 	opt := attack.Options{Seed: *seed}
 	if *only != "" {

@@ -126,12 +126,8 @@ func cmdKeysInit(ctx context.Context, sio stdio, args []string) error {
 	fs := newFlags(sio, "keys init", "[flags]")
 	kf := addKMSFlags(fs)
 	fw := fs.String("firmware-kind", string(kms.Ed25519), "kind of the firmware-signing key: ed25519 or ecdsa-p256")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args, 0); err != nil {
 		return err
-	}
-	if fs.NArg() != 0 {
-		fs.Usage()
-		return errUsage
 	}
 	km, err := kf.open(ctx, sio, true)
 	if err != nil {
@@ -185,12 +181,8 @@ func cmdKeysPubkey(ctx context.Context, sio stdio, args []string) error {
 	fs := newFlags(sio, "keys pubkey", "[flags] NAME[@VERSION]")
 	kf := addKMSFlags(fs)
 	format := fs.String("format", "pem", "output: pem (PKIX) or hex (raw Ed25519 key or uncompressed P-256 point)")
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	ref, err := kms.ParseRef(fs.Arg(0))
 	if err != nil {
@@ -231,12 +223,8 @@ func cmdKeysPubkey(ctx context.Context, sio stdio, args []string) error {
 func cmdKeysRotate(ctx context.Context, sio stdio, args []string) error {
 	fs := newFlags(sio, "keys rotate", "[flags] NAME")
 	kf := addKMSFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	km, err := kf.open(ctx, sio, false)
 	if err != nil {
@@ -255,12 +243,8 @@ func cmdKeysRotate(ctx context.Context, sio stdio, args []string) error {
 func cmdKeysImportSTS(ctx context.Context, sio stdio, args []string) error {
 	fs := newFlags(sio, "keys import-sts", "[flags] KEYFILE")
 	kf := addKMSFlags(fs)
-	if err := parseFlags(fs, args); err != nil {
+	if err := parseArgs(fs, args, 1); err != nil {
 		return err
-	}
-	if fs.NArg() != 1 {
-		fs.Usage()
-		return errUsage
 	}
 	data, err := os.ReadFile(fs.Arg(0))
 	if err != nil {

@@ -150,6 +150,19 @@ func parseFlags(fs *flag.FlagSet, args []string) error {
 	return nil
 }
 
+// parseArgs is parseFlags for a command that takes exactly n arguments
+// after its flags.
+func parseArgs(fs *flag.FlagSet, args []string, n int) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != n {
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
 // subcommands dispatches `sluice NAME SUB ...` to one of subs.
 func subcommands(ctx context.Context, sio stdio, name string, args []string, subs []command) error {
 	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
