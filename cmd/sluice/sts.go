@@ -162,6 +162,25 @@ func stsTables(ea sts.EA, path string) (*sts.STATables, error) {
 	return t, nil
 }
 
+// stsCoder is where encode and decode both start: the request's EA and
+// decoder key, and for EA07 the STA tables of --sta-tables.
+func stsCoder(eaField, keyHex, tablesPath string) (sts.EA, *sts.STATables, *sts.Coder, error) {
+	ea, err := stsEA("ea", eaField)
+	if err != nil {
+		return ea, nil, nil, err
+	}
+	key, err := stsHex("decoder_key", keyHex, ea.KeySize())
+	if err != nil {
+		return ea, nil, nil, err
+	}
+	tables, err := stsTables(ea, tablesPath)
+	if err != nil {
+		return ea, nil, nil, err
+	}
+	c, err := sts.NewCoder(ea, key, tables)
+	return ea, tables, c, err
+}
+
 type stsKeyRequest struct {
 	DKGA       string    `json:"dkga"`
 	VendingKey string    `json:"vending_key"`
@@ -285,19 +304,7 @@ func cmdSTSEncode(_ context.Context, sio stdio, args []string) error {
 		return err
 	}
 	return stsRun(sio, fs, func(r *stsEncodeRequest) (any, error) {
-		ea, err := stsEA("ea", r.EA)
-		if err != nil {
-			return nil, err
-		}
-		key, err := stsHex("decoder_key", r.DecoderKey, ea.KeySize())
-		if err != nil {
-			return nil, err
-		}
-		tables, err := stsTables(ea, *tablesPath)
-		if err != nil {
-			return nil, err
-		}
-		c, err := sts.NewCoder(ea, key, tables)
+		ea, tables, c, err := stsCoder(r.EA, r.DecoderKey, *tablesPath)
 		if err != nil {
 			return nil, err
 		}
@@ -494,11 +501,7 @@ func cmdSTSDecode(_ context.Context, sio stdio, args []string) error {
 		return err
 	}
 	return stsRun(sio, fs, func(r *stsDecodeRequest) (any, error) {
-		ea, err := stsEA("ea", r.EA)
-		if err != nil {
-			return nil, err
-		}
-		key, err := stsHex("decoder_key", r.DecoderKey, ea.KeySize())
+		_, _, c, err := stsCoder(r.EA, r.DecoderKey, *tablesPath)
 		if err != nil {
 			return nil, err
 		}
@@ -515,14 +518,6 @@ func cmdSTSDecode(_ context.Context, sio stdio, args []string) error {
 		}
 		if tok.Class() == 3 {
 			return nil, fmt.Errorf("token: class 3 is reserved")
-		}
-		tables, err := stsTables(ea, *tablesPath)
-		if err != nil {
-			return nil, err
-		}
-		c, err := sts.NewCoder(ea, key, tables)
-		if err != nil {
-			return nil, err
 		}
 		// A CRC failure is an answer, not bad input: the token is well
 		// formed but not for this key (or mistyped).
