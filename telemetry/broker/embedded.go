@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	mqtt "github.com/mochi-mqtt/server/v2"
@@ -28,15 +29,20 @@ type EmbeddedConfig struct {
 	Logger      *slog.Logger
 }
 
+// route is where device uplinks go: the topic filters (prefixed) and the
+// head-end's handler.
+type route struct {
+	filters []string
+	handler Handler
+}
+
 // Embedded is the in-process broker.
 type Embedded struct {
 	srv    *mqtt.Server
 	tcp    *listeners.TCP
 	prefix string
 
-	mu      sync.RWMutex
-	filters []string // prefixed
-	handler Handler
+	route atomic.Pointer[route] // read for every publish: no lock
 
 	stopFlush func()
 	closeOnce sync.Once
@@ -96,9 +102,7 @@ func (e *Embedded) Subscribe(_ context.Context, filters []string, h Handler) err
 	for i, f := range filters {
 		pf[i] = e.prefix + f
 	}
-	e.mu.Lock()
-	e.filters, e.handler = pf, h
-	e.mu.Unlock()
+	e.route.Store(&route{filters: pf, handler: h})
 	return nil
 }
 
@@ -148,7 +152,10 @@ type flushJob struct {
 }
 
 func (h *hook) puback(cl *mqtt.Client, id uint16) {
-	v, _ := h.pending.LoadOrStore(cl, new(acks))
+	v, ok := h.pending.Load(cl)
+	if !ok {
+		v, _ = h.pending.LoadOrStore(cl, new(acks))
+	}
 	a := v.(*acks)
 	a.mu.Lock()
 	a.ids = append(a.ids, id)
@@ -254,12 +261,11 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 	if cl.Net.Inline {
 		return pk, nil
 	}
-	h.e.mu.RLock()
-	handler, filters := h.e.handler, h.e.filters
-	h.e.mu.RUnlock()
-	if handler == nil || !matchAny(filters, pk.TopicName) {
+	r := h.e.route.Load()
+	if r == nil || !matchAny(r.filters, pk.TopicName) {
 		return pk, nil
 	}
+	handler := r.handler
 	topic := strings.TrimPrefix(pk.TopicName, h.e.prefix)
 	ack := func() {}
 	if pk.FixedHeader.Qos > 0 {
@@ -267,7 +273,8 @@ func (h *hook) OnPublish(cl *mqtt.Client, pk packets.Packet) (packets.Packet, er
 		var once sync.Once
 		ack = func() { once.Do(func() { h.puback(cl, id) }) }
 	}
-	// Copy: the broker reuses nothing, but the handler may keep the bytes.
-	handler(topic, append([]byte(nil), pk.Payload...), ack)
+	// No copy: the broker decodes every packet from a buffer of its own
+	// (mochi's Client.ReadPacket), so the handler may keep the payload.
+	handler(topic, pk.Payload, ack)
 	return pk, packets.ErrRejectPacket
 }
