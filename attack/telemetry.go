@@ -168,6 +168,14 @@ func (hl *headendLab) alerts(ctx context.Context, rule string) ([]protect.AlertV
 	return l.Alerts, err
 }
 
+// settleTimeout bounds the wait for the head-end to act on what it was sent
+// (an alert raised, a delivery closed). It is generous because the lab runs
+// in CI beside other test binaries on two cores, and a verdict must come
+// from what the head-end did, not from how busy the machine was: a wait
+// that ends early on a loaded machine would report a defence as broken.
+// Waits poll, so a quiet run takes milliseconds.
+const settleTimeout = 60 * time.Second
+
 // alertFor returns the alert of rule whose subject is meter id, waiting for
 // it up to wait (revenue protection runs right after the ingest's commit,
 // which is after the frame's PUBACK).
@@ -558,7 +566,7 @@ func playTelemetry(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) e
 		return err
 	}
 	reuse := delta(before, after)
-	alert, raised, err := hl.alertFor(ctx, protect.RuleCounterReuse, telA, 5*time.Second)
+	alert, raised, err := hl.alertFor(ctx, protect.RuleCounterReuse, telA, settleTimeout)
 	if err != nil {
 		return err
 	}

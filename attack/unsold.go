@@ -158,7 +158,7 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 	// has seen each meter's frames, so an empty pending list means the
 	// honest cycle has been judged.
 	left := sold
-	for deadline := time.Now().Add(10 * time.Second); left > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+	for deadline := time.Now().Add(settleTimeout); left > 0 && time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		if left, err = pendingDownlinks(ctx, hl, ids); err != nil {
 			return err
 		}
@@ -232,7 +232,7 @@ func playUnsold(ctx context.Context, lab *Lab, hl *headendLab, r *Recorder) erro
 		if err := meters[id].report(ctx, now); err != nil {
 			return err
 		}
-		a, ok, err := hl.alertFor(ctx, protect.RuleUnsoldCredit, id, 10*time.Second)
+		a, ok, err := hl.alertFor(ctx, protect.RuleUnsoldCredit, id, settleTimeout)
 		if err != nil {
 			return err
 		}
