@@ -18,6 +18,9 @@
 //     gateway telegrams;
 //   - mqttlink: the meter's side (frames sealed and published; the fleet
 //     emulator's uplink);
+//   - mqttload: a lean MQTT publisher for benchmarks (pre-encoded QoS 1
+//     packets, every PUBACK awaited), so the load costs the shared cores
+//     next to nothing;
 //   - service: all of it wired for the head-end, with revenue protection
 //     (package protect) and remote top-up delivery.
 package telemetry
