@@ -12,7 +12,9 @@
 // sealer (Seal, run in the background by RunSealer) takes the pending records
 // in the order it finds them (id order), and for each computes audit.Next
 // from the head: sequence number, previous hash and hash, plus an anchor at
-// least every AnchorInterval records and on the last record of each batch.
+// least every AnchorInterval records and on the last record of each batch,
+// then stores the batch's places in the chain with one call (Audit.Seal: one
+// UPDATE per 512 records, not one per record).
 // Sealers take the store's sealer lock (a PostgreSQL advisory lock; SQLite
 // has a single writer), and seq is unique, so several replicas sealing at
 // once queue behind each other and can never fork the chain.
@@ -123,11 +125,14 @@ func sealBatch(ctx context.Context, a store.Audit, anchor audit.Signer, batch in
 				return 0, err
 			}
 		}
-		p.Seq, p.PrevHash, p.Hash, p.Anchor = int64(r.Seq), r.Prev[:], r.Hash[:], r.Anchor
-		if err := a.Seal(ctx, p); err != nil {
-			return 0, fmt.Errorf("auditlog: %w", err)
-		}
+		pending[i].Seq, pending[i].PrevHash, pending[i].Hash, pending[i].Anchor = int64(r.Seq), r.Prev[:], r.Hash[:], r.Anchor
 		head = r.Head()
+	}
+	// One call for the batch: the store writes it in a statement or a few
+	// rather than one per record, in the same transaction, so a crash
+	// leaves the batch pending as a whole for the next round.
+	if err := a.Seal(ctx, pending...); err != nil {
+		return 0, fmt.Errorf("auditlog: %w", err)
 	}
 	return len(pending), nil
 }

@@ -362,8 +362,11 @@ type Audit interface {
 	Head(ctx context.Context) (AuditRecord, error)
 	// Pending returns up to limit unsealed records in id order.
 	Pending(ctx context.Context, limit int) ([]AuditRecord, error)
-	// Seal stores a record's place in the chain.
-	Seal(ctx context.Context, r AuditRecord) error
+	// Seal stores records' places in the chain (Seq, PrevHash, Hash,
+	// Anchor), a batch in a few statements. Every record must be pending;
+	// if one is not, Seal fails with ErrNotFound and the transaction must
+	// roll back.
+	Seal(ctx context.Context, rs ...AuditRecord) error
 	// Each streams sealed records in sequence order from seq.
 	Each(ctx context.Context, from int64, fn func(AuditRecord) error) error
 	// CountPending counts unsealed records.
