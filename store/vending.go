@@ -120,8 +120,15 @@ type Meter struct {
 	LastTID    int64
 	VoucherSeq int64
 	KeyVersion int
-	Status     string
-	CreatedAt  time.Time
+	// RootVersion is the meter-root version the meter's symmetric keys
+	// derive from, pinned when it is provisioned (keys.MeterKey); 0 on
+	// Create means 1.
+	RootVersion int
+	// ProvisionCounter is the counter of the last provisioning record
+	// issued to the meter (0: none).
+	ProvisionCounter int64
+	Status           string
+	CreatedAt        time.Time
 }
 
 // Meters is the meter aggregate.
@@ -132,6 +139,10 @@ type Meters interface {
 	// ForUpdate reads a meter and locks its row until the transaction
 	// ends (PostgreSQL), so two vends for one meter serialise.
 	ForUpdate(ctx context.Context, id int64) (Meter, error)
+	// Provisioned records a provisioning record issued to the meter: its
+	// counter, which must be above the stored one (ErrConflict otherwise),
+	// and the root version of the keys it carries. Update leaves both alone.
+	Provisioned(ctx context.Context, id int64, rootVersion int, counter int64) error
 	// Search matches number, customer account or name by prefix.
 	Search(ctx context.Context, q string, limit int) ([]Meter, error)
 	ByCustomer(ctx context.Context, customerID int64) ([]Meter, error)

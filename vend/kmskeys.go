@@ -61,3 +61,12 @@ func (k KMSKeys) SignVoucher(ctx context.Context, v *voucher.Voucher) ([]byte, e
 	}
 	return voucher.Sign(v, s)
 }
+
+// MeterRootVersion returns the newest version of the meter root.
+func (k KMSKeys) MeterRootVersion(ctx context.Context) (int, error) {
+	info, err := k.KM.Key(ctx, kms.Ref(keys.MeterRoot))
+	if err != nil {
+		return 0, fmt.Errorf("meter root: %w", err)
+	}
+	return info.Version, nil
+}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"strconv"
 
+	"sluice/kms"
 	"sluice/store"
 	"sluice/sts"
 	"sluice/tariff"
@@ -102,6 +103,15 @@ func (s *Service) CreateMeter(ctx context.Context, a Actor, n NewMeter) (store.M
 	}
 	if err := text("area", n.Area, 0, 64); err != nil {
 		return store.Meter{}, err
+	}
+	// The meter's keys will be derived under today's root: pin it, so a
+	// later rotation leaves this meter's keys where they are.
+	if s.cfg.Keys != nil {
+		v, err := s.cfg.Keys.MeterRootVersion(ctx)
+		if err != nil && !errors.Is(err, kms.ErrNotFound) {
+			return store.Meter{}, err
+		}
+		m.RootVersion = v
 	}
 	err := s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
 		if _, err := tx.Tariffs().Get(ctx, n.Tariff); err != nil {

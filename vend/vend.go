@@ -77,6 +77,9 @@ type Keys interface {
 	// SignVoucher signs v with the credit-signing key (credit) or the
 	// management key (engineering actions).
 	SignVoucher(ctx context.Context, v *voucher.Voucher) ([]byte, error)
+	// MeterRootVersion is the newest meter-root version: a meter
+	// registered now is provisioned with keys under it.
+	MeterRootVersion(ctx context.Context) (int, error)
 }
 
 // Config carries the service's dependencies.

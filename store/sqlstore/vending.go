@@ -297,7 +297,7 @@ func debtStep(id, delta int64) step {
 
 type meters struct{ *tx }
 
-const meterCols = `id, number, kind, customer_id, tariff_code, area, sgc, krn, ti, kt, base_date, last_tid, voucher_seq, key_version, status, created_at`
+const meterCols = `id, number, kind, customer_id, tariff_code, area, sgc, krn, ti, kt, base_date, last_tid, voucher_seq, key_version, key_root_version, provision_counter, status, created_at`
 
 func scanMeter(scan func(...any) error) (store.Meter, error) {
 	var m store.Meter
@@ -305,7 +305,7 @@ func scanMeter(scan func(...any) error) (store.Meter, error) {
 	var sgc sql.NullString
 	var created int64
 	err := scan(&m.ID, &m.Number, &m.Kind, &customer, &m.TariffCode, &m.Area, &sgc, &m.KRN, &m.TI, &m.KT, &m.BaseDate,
-		&m.LastTID, &m.VoucherSeq, &m.KeyVersion, &m.Status, &created)
+		&m.LastTID, &m.VoucherSeq, &m.KeyVersion, &m.RootVersion, &m.ProvisionCounter, &m.Status, &created)
 	m.CustomerID, m.SGC, m.CreatedAt = customer.Int64, sgc.String, fromMicros(created)
 	return m, err
 }
@@ -318,10 +318,13 @@ func (r meters) Create(ctx context.Context, m store.Meter) (store.Meter, error) 
 	if m.KeyVersion == 0 {
 		m.KeyVersion = 1
 	}
-	err := r.row(ctx, `INSERT INTO meters (number, kind, customer_id, tariff_code, area, sgc, krn, ti, kt, base_date, last_tid, voucher_seq, key_version, status, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
+	if m.RootVersion == 0 {
+		m.RootVersion = 1
+	}
+	err := r.row(ctx, `INSERT INTO meters (number, kind, customer_id, tariff_code, area, sgc, krn, ti, kt, base_date, last_tid, voucher_seq, key_version, key_root_version, provision_counter, status, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`,
 		[]any{m.Number, m.Kind, nullID(m.CustomerID), m.TariffCode, m.Area, nullString(m.SGC), m.KRN, m.TI, m.KT, m.BaseDate,
-			m.LastTID, m.VoucherSeq, m.KeyVersion, m.Status, micros(m.CreatedAt)}, &m.ID)
+			m.LastTID, m.VoucherSeq, m.KeyVersion, m.RootVersion, m.ProvisionCounter, m.Status, micros(m.CreatedAt)}, &m.ID)
 	if err != nil {
 		return store.Meter{}, fmt.Errorf("create meter %q: %w", m.Number, err)
 	}
@@ -350,6 +353,22 @@ func (r meters) Search(ctx context.Context, q string, limit int) ([]store.Meter,
 
 func (r meters) ByCustomer(ctx context.Context, customerID int64) ([]store.Meter, error) {
 	return collect(r.tx, ctx, "meters of customer", scanMeter, `SELECT `+meterCols+` FROM meters WHERE customer_id = ? ORDER BY number`, customerID)
+}
+
+// Provisioned records that provisioning record counter was issued to the
+// meter with keys under root version root. The update is conditional on the
+// counter being above the stored one, so two issuers racing for one meter
+// (two replicas, two clerks) cannot both hand out the same counter.
+func (r meters) Provisioned(ctx context.Context, id int64, root int, counter int64) error {
+	res, err := r.exec(ctx, `UPDATE meters SET key_root_version = ?, provision_counter = ? WHERE id = ? AND provision_counter < ?`,
+		root, counter, id, counter)
+	if err != nil {
+		return fmt.Errorf("meter %d provisioned: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return fmt.Errorf("meter %d: provisioning counter %d not above the last one: %w", id, counter, store.ErrConflict)
+	}
+	return nil
 }
 
 func (r meters) Update(ctx context.Context, m store.Meter) error {

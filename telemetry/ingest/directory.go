@@ -55,8 +55,10 @@ func MQTTPassword(telemetryKey []byte) (string, error) {
 }
 
 // KMSDirectory is the head-end's Directory: meters from the store,
-// telemetry keys derived by the KMS (keys.MeterKey under the newest meter
-// root, at the meter's key version), cached, since a derivation costs a
+// telemetry keys derived by the KMS (keys.MeterKey under the meter-root
+// version the meter was provisioned under, at the meter's key version: a
+// root rotation must not change the key of a meter already in the field),
+// cached, since a derivation costs a
 // KMS call (an HSM round trip) and a busy meter reports every few minutes.
 // A key change must call Forget.
 type KMSDirectory struct {
@@ -107,7 +109,12 @@ func (d *KMSDirectory) Meter(ctx context.Context, number uint64) (Meter, error) 
 	if version < 1 || version > 0xffff {
 		version = 1
 	}
-	k, _, err := keys.MeterKey(ctx, d.km, d.root, number, keys.Telemetry, uint16(version))
+	root := d.root
+	root.Version = sm.RootVersion
+	if root.Version < 1 {
+		root.Version = 1
+	}
+	k, _, err := keys.MeterKey(ctx, d.km, root, number, keys.Telemetry, uint16(version))
 	if err != nil {
 		return Meter{}, err
 	}

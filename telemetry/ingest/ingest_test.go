@@ -466,3 +466,43 @@ func TestAuthenticate(t *testing.T) {
 		}
 	}
 }
+
+// A meter-root rotation must not change the key of a meter in the field:
+// the directory derives each meter's telemetry key under the root version
+// the meter was provisioned with, and follows it when the meter is
+// provisioned again under the new root.
+func TestDirectoryPinsRootVersion(t *testing.T) {
+	db := storetest.OpenSQLite(t, false)
+	ids := addMeters(t, db, 4720001)
+	km := newKMS(t)
+	ctx := context.Background()
+	old := telemetryKey(t, km, 4720001)
+	if _, err := km.Rotate(ctx, keys.MeterRoot); err != nil {
+		t.Fatal(err)
+	}
+	d := NewKMSDirectory(db, km)
+	m, err := d.Meter(ctx, 4720001)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw, _ := MQTTPassword(old[:])
+	if m.Password != pw {
+		t.Fatal("after a root rotation the meter's telemetry key moved to the new root")
+	}
+	err = db.Tx(ctx, func(tx store.Tx) error { return tx.Meters().Provisioned(ctx, ids[0], 2, 1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Forget(4720001)
+	if m, err = d.Meter(ctx, 4720001); err != nil {
+		t.Fatal(err)
+	}
+	k2, _, err := keys.MeterKey(ctx, km, kms.KeyRef{Name: keys.MeterRoot, Version: 2}, 4720001, keys.Telemetry, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pw2, _ := MQTTPassword(k2)
+	if m.Password != pw2 || pw2 == pw {
+		t.Fatal("re-provisioned under root 2, the directory still derives under root 1")
+	}
+}
