@@ -30,10 +30,11 @@ func cmdMeter(ctx context.Context, sio stdio, args []string) error {
 	if len(args) > 0 && args[0] == "provision" {
 		return subcommands(ctx, sio, "meter provision", args[1:], []command{
 			{"request", "factory station: a blank meter makes its device keys and signed request", cmdMeterProvisionRequest},
+			{"issue", "head-end: sign the next provisioning record of a registered meter", cmdMeterProvisionIssue},
 			{"apply", "the meter installs a signed provisioning record", cmdMeterProvisionApply},
 		})
 	}
-	fs := newFlags(sio, "meter", "[--flash FILE] | --meters N [--for 168h] | --inspect FILE | provision request|apply")
+	fs := newFlags(sio, "meter", "[--flash FILE] | --meters N [--for 168h] | --inspect FILE | provision request|issue|apply")
 	flash := fs.String("flash", "", "bench: EEPROM image file, kept across runs (a new demo meter if missing)")
 	id := fs.Uint64("id", 4710001, "bench: meter ID of a new demo meter")
 	startAt := fs.String("start", "", "meter clock at start, RFC 3339 (default: now)")
@@ -326,6 +327,63 @@ func cmdMeterProvisionRequest(ctx context.Context, sio stdio, args []string) err
 		return fmt.Errorf("--out: %w", err)
 	}
 	fmt.Fprintf(sio.out, "meter %d (%s) set up in %s; request in %s\n", *id, *model, *flash, *out)
+	return nil
+}
+
+// cmdMeterProvisionIssue is the head-end's step between request and apply:
+// the meter must be registered; its keys come from the head-end's KMS under
+// the newest meter root, and the meter row records the counter and root.
+func cmdMeterProvisionIssue(ctx context.Context, sio stdio, args []string) error {
+	fs := newFlags(sio, "meter provision issue", "--request FILE --out RECORD [--data DIR | --config FILE] [key manager flags]")
+	request := fs.String("request", "", "the meter's signed request (hex, from provision request)")
+	out := fs.String("out", "", "where to write the signed record (hex)")
+	actor := fs.String("actor", "", "who is acting, for the audit log (default cli:$USER)")
+	kf := addKMSFlags(fs)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	switch {
+	case *request == "":
+		return errors.New("--request: required")
+	case *out == "":
+		return errors.New("--out: required")
+	}
+	raw, err := os.ReadFile(*request)
+	if err != nil {
+		return fmt.Errorf("--request: %w", err)
+	}
+	b, err := hex.DecodeString(strings.TrimSpace(string(raw)))
+	if err != nil {
+		b = raw
+	}
+	req, err := provision.ParseRequest(b)
+	if err != nil {
+		return fmt.Errorf("--request: %w", err)
+	}
+	cfg, err := kf.cf.load(sio)
+	if err != nil {
+		return err
+	}
+	db, err := openExistingStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	km, err := kf.open(ctx, sio, false)
+	if err != nil {
+		return err
+	}
+	defer km.Close()
+	who := campaignActor(sio, *actor)
+	iss, err := provision.IssueRegistered(ctx, db, km, who, req, time.Now())
+	if err != nil {
+		return err
+	}
+	if err := os.WriteFile(*out, []byte(hex.EncodeToString(iss.Record)+"\n"), 0o644); err != nil {
+		return fmt.Errorf("--out: %w", err)
+	}
+	fmt.Fprintf(sio.out, "meter %d: record %d (keys under meter-root@%d, key version %d) in %s\n",
+		req.MeterID, iss.Counter, iss.RootVersion, iss.KeyVersion, *out)
 	return nil
 }
 
