@@ -70,12 +70,17 @@ func (r *readerFlags) identify(ctx context.Context) (*pcsc.Reader, card.Identity
 // exactly as provisioning does (keys.MeterKey, purpose "card").
 type meterKeyFlags struct {
 	file *string
+	root *int
 	kms  *kmsFlags
 }
 
 func addMeterKeyFlags(fs *flag.FlagSet) *meterKeyFlags {
 	return &meterKeyFlags{
 		file: fs.String("meter-card-key-file", "", "`file` with the meter's card key, 32 hex digits (instead of the KMS)"),
+		// After a meter-root rotation, meters provisioned before it still
+		// hold card keys under their own root (the meter row's
+		// key_root_version; sluice meter provision issue prints it).
+		root: fs.Int("meter-root-version", 0, "meter-root `version` the meter's keys derive from (0: newest)"),
 		kms:  addKMSFlags(fs),
 	}
 }
@@ -97,7 +102,7 @@ func (f *meterKeyFlags) key(ctx context.Context, sio stdio, id uint64, v uint8) 
 		return nil, err
 	}
 	defer km.Close()
-	k, _, err := keys.MeterKey(ctx, km, kms.KeyRef{Name: keys.MeterRoot}, id, keys.Card, uint16(v))
+	k, _, err := keys.MeterKey(ctx, km, kms.KeyRef{Name: keys.MeterRoot, Version: *f.root}, id, keys.Card, uint16(v))
 	return k, err
 }
 
