@@ -100,7 +100,11 @@ func (r auditLog) seal(ctx context.Context, rs []store.AuditRecord) error {
 
 // sealStatement is the UPDATE sealing rows records. VALUES names its
 // columns column1... on both databases; PostgreSQL needs the parameters'
-// types, which it would otherwise take as text.
+// types, which it would otherwise take as text. The unary + keeps
+// "seq IS NULL" from choosing an index: SQLite (3.54) otherwise drives the
+// join from the seq index, every pending record, and scans the whole VALUES
+// list for each (rows x pending steps, measured at four times the CPU of
+// one UPDATE per record), instead of looking each row up by id.
 func sealStatement(postgres bool, rows int) string {
 	row := "(?, ?, ?, ?, ?)"
 	if postgres {
@@ -108,7 +112,7 @@ func sealStatement(postgres bool, rows int) string {
 	}
 	return `UPDATE audit_log SET seq = v.column2, prev_hash = v.column3, hash = v.column4, anchor = v.column5 FROM (VALUES ` +
 		strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ") +
-		`) AS v WHERE audit_log.id = v.column1 AND audit_log.seq IS NULL`
+		`) AS v WHERE audit_log.id = v.column1 AND +audit_log.seq IS NULL`
 }
 
 func (r auditLog) Each(ctx context.Context, from int64, fn func(store.AuditRecord) error) error {

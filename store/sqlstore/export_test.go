@@ -1,0 +1,4 @@
+package sqlstore
+
+// SealStatement exposes the audit sealing statement to the tests.
+var SealStatement = sealStatement
