@@ -1,7 +1,9 @@
 package provision
 
 import (
+	"bytes"
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -16,6 +18,21 @@ import (
 // the head-end does not know (or has retired): keys are only ever issued to
 // meters in the registry, so a stolen factory request buys nothing.
 var ErrNotRegistered = errors.New("provision: meter not registered or not active")
+
+// ErrOtherBoard is returned by IssueRegistered for a request whose identity
+// key differs from the board the meter was provisioned on before: a cloned
+// board, or a swapped one, which an operator must confirm
+// (IssueOptions.ReplaceBoard) after checking the meter in the field.
+var ErrOtherBoard = errors.New("provision: request from another board than the meter's")
+
+// IssueOptions are the operator's side of IssueRegistered.
+type IssueOptions struct {
+	Actor string    // who issues, for the audit log
+	Now   time.Time // the audit record's time
+	// ReplaceBoard accepts a request from a board other than the one the
+	// meter was last provisioned on (a repaired meter). Audited.
+	ReplaceBoard bool
+}
 
 // Issued is the outcome of IssueRegistered.
 type Issued struct {
@@ -40,7 +57,11 @@ type Issued struct {
 // meter holds keys from, whatever rotations happen after. Issuing again (a
 // lost record, a re-key after a root rotation) takes the next counter; a
 // meter that applies the newer record can no longer apply the older one.
-func IssueRegistered(ctx context.Context, st store.Store, km kms.KeyManager, actor string, req *Request, now time.Time) (Issued, error) {
+//
+// The board is pinned too: the first record binds the meter to the identity
+// key of the request it answered, and a later request with another identity
+// gets ErrOtherBoard unless opt.ReplaceBoard.
+func IssueRegistered(ctx context.Context, st store.Store, km kms.KeyManager, req *Request, opt IssueOptions) (Issued, error) {
 	if req == nil || req.raw == nil {
 		return Issued{}, fmt.Errorf("%w: request not parsed with ParseRequest", ErrInvalid)
 	}
@@ -60,6 +81,10 @@ func IssueRegistered(ctx context.Context, st store.Store, km kms.KeyManager, act
 		return Issued{}, fmt.Errorf("%w: meter %s is %s", ErrNotRegistered, number, m.Status)
 	case m.ProvisionCounter >= 0xffffffff:
 		return Issued{}, fmt.Errorf("%w: meter %s has used every provisioning counter", ErrInvalid, number)
+	}
+	replaced := m.ProvisionIdentity != nil && !bytes.Equal(m.ProvisionIdentity, req.Identity)
+	if replaced && !opt.ReplaceBoard {
+		return Issued{}, fmt.Errorf("%w: meter %s was provisioned on board %x, the request comes from %x", ErrOtherBoard, number, m.ProvisionIdentity[:8], []byte(req.Identity[:8]))
 	}
 	kv := uint16(1)
 	if m.KeyVersion >= 1 && m.KeyVersion <= 0xffff {
@@ -87,11 +112,12 @@ func IssueRegistered(ctx context.Context, st store.Store, km kms.KeyManager, act
 		return Issued{}, err
 	}
 	err = st.Tx(ctx, func(tx store.Tx) error {
-		if err := tx.Meters().Provisioned(ctx, m.ID, root.Version, int64(out.Counter)); err != nil {
+		if err := tx.Meters().Provisioned(ctx, m.ID, root.Version, int64(out.Counter), req.Identity); err != nil {
 			return err
 		}
-		return store.AppendAudit(ctx, tx, now.UTC(), actor, "meter.provision", "meter/"+number, map[string]any{
+		return store.AppendAudit(ctx, tx, opt.Now.UTC(), opt.Actor, "meter.provision", "meter/"+number, map[string]any{
 			"counter": out.Counter, "root_version": root.Version, "key_version": kv, "model": req.Model,
+			"identity": hex.EncodeToString(req.Identity), "board_replaced": replaced,
 		})
 	})
 	if err != nil {

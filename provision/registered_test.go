@@ -57,9 +57,9 @@ func TestIssueRegistered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		now := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+		opt := IssueOptions{Actor: "cli:factory", Now: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}
 
-		first, err := IssueRegistered(ctx, db, km, "cli:factory", req, now)
+		first, err := IssueRegistered(ctx, db, km, req, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -80,7 +80,7 @@ func TestIssueRegistered(t *testing.T) {
 		if got := readMeter(t, db, meterID); got.RootVersion != 1 || got.ProvisionCounter != 1 {
 			t.Fatalf("after rotation: root %d counter %d, want 1 1", got.RootVersion, got.ProvisionCounter)
 		}
-		second, err := IssueRegistered(ctx, db, km, "cli:factory", req, now)
+		second, err := IssueRegistered(ctx, db, km, req, opt)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -100,9 +100,42 @@ func TestIssueRegistered(t *testing.T) {
 		}
 
 		// A counter not above the stored one is refused by the database.
-		err = db.Tx(ctx, func(tx store.Tx) error { return tx.Meters().Provisioned(ctx, meterID, 2, 2) })
+		err = db.Tx(ctx, func(tx store.Tx) error { return tx.Meters().Provisioned(ctx, meterID, 2, 2, req.Identity) })
 		if !errors.Is(err, store.ErrConflict) {
 			t.Fatalf("reused counter: %v, want ErrConflict", err)
+		}
+
+		// A second board claiming the same meter (a clone made from a
+		// stolen request line, or a swapped board) gets nothing unless an
+		// operator replaces the board; then the meter row follows it.
+		clone, err := NewDevice(rand.Reader, testMeter, "SLW-15")
+		if err != nil {
+			t.Fatal(err)
+		}
+		creq, err := ParseRequest(clone.Request())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := IssueRegistered(ctx, db, km, creq, opt); !errors.Is(err, ErrOtherBoard) {
+			t.Fatalf("another board: %v, want ErrOtherBoard", err)
+		}
+		if got := readMeter(t, db, meterID); got.ProvisionCounter != 2 || string(got.ProvisionIdentity) != string(req.Identity) {
+			t.Fatalf("a refused board moved the meter row: counter %d", got.ProvisionCounter)
+		}
+		replace := opt
+		replace.ReplaceBoard = true
+		third, err := IssueRegistered(ctx, db, km, creq, replace)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, _, err := clone.Open(third.Record, FactoryState(trust.Management)); err != nil {
+			t.Fatalf("the replacement board refused its record: %v", err)
+		}
+		if got := readMeter(t, db, meterID); got.ProvisionCounter != 3 || string(got.ProvisionIdentity) != string(creq.Identity) {
+			t.Fatalf("after replacing the board: counter %d, identity not the new board's", got.ProvisionCounter)
+		}
+		if _, err := IssueRegistered(ctx, db, km, req, opt); !errors.Is(err, ErrOtherBoard) {
+			t.Fatalf("the old board after replacement: %v, want ErrOtherBoard", err)
 		}
 
 		other, err := NewDevice(rand.Reader, testMeter+1, "SLW-15")
@@ -113,7 +146,7 @@ func TestIssueRegistered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := IssueRegistered(ctx, db, km, "cli:factory", oreq, now); !errors.Is(err, ErrNotRegistered) {
+		if _, err := IssueRegistered(ctx, db, km, oreq, opt); !errors.Is(err, ErrNotRegistered) {
 			t.Fatalf("unregistered meter: %v, want ErrNotRegistered", err)
 		}
 		err = db.Tx(ctx, func(tx store.Tx) error {
@@ -127,10 +160,10 @@ func TestIssueRegistered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := IssueRegistered(ctx, db, km, "cli:factory", req, now); !errors.Is(err, ErrNotRegistered) {
+		if _, err := IssueRegistered(ctx, db, km, req, opt); !errors.Is(err, ErrNotRegistered) {
 			t.Fatalf("blocked meter: %v, want ErrNotRegistered", err)
 		}
-		if got := readMeter(t, db, meterID); got.ProvisionCounter != 2 {
+		if got := readMeter(t, db, meterID); got.ProvisionCounter != 3 {
 			t.Fatalf("refused issues moved the counter to %d", got.ProvisionCounter)
 		}
 	})

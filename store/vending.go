@@ -127,8 +127,11 @@ type Meter struct {
 	// ProvisionCounter is the counter of the last provisioning record
 	// issued to the meter (0: none).
 	ProvisionCounter int64
-	Status           string
-	CreatedAt        time.Time
+	// ProvisionIdentity is the Ed25519 identity key of the board the last
+	// record was issued to (nil: never provisioned).
+	ProvisionIdentity []byte
+	Status            string
+	CreatedAt         time.Time
 }
 
 // Meters is the meter aggregate.
@@ -141,8 +144,9 @@ type Meters interface {
 	ForUpdate(ctx context.Context, id int64) (Meter, error)
 	// Provisioned records a provisioning record issued to the meter: its
 	// counter, which must be above the stored one (ErrConflict otherwise),
-	// and the root version of the keys it carries. Update leaves both alone.
-	Provisioned(ctx context.Context, id int64, rootVersion int, counter int64) error
+	// the root version of the keys it carries and the identity key of the
+	// board it was issued to. Update leaves all three alone.
+	Provisioned(ctx context.Context, id int64, rootVersion int, counter int64, identity []byte) error
 	// Search matches number, customer account or name by prefix.
 	Search(ctx context.Context, q string, limit int) ([]Meter, error)
 	ByCustomer(ctx context.Context, customerID int64) ([]Meter, error)

@@ -334,10 +334,11 @@ func cmdMeterProvisionRequest(ctx context.Context, sio stdio, args []string) err
 // the meter must be registered; its keys come from the head-end's KMS under
 // the newest meter root, and the meter row records the counter and root.
 func cmdMeterProvisionIssue(ctx context.Context, sio stdio, args []string) error {
-	fs := newFlags(sio, "meter provision issue", "--request FILE --out RECORD [--data DIR | --config FILE] [key manager flags]")
+	fs := newFlags(sio, "meter provision issue", "--request FILE --out RECORD [--replace-board] [--data DIR | --config FILE] [key manager flags]")
 	request := fs.String("request", "", "the meter's signed request (hex, from provision request)")
 	out := fs.String("out", "", "where to write the signed record (hex)")
 	actor := fs.String("actor", "", "who is acting, for the audit log (default cli:$USER)")
+	replace := fs.Bool("replace-board", false, "accept a request from another board than the meter's last one (a repaired meter; audited)")
 	kf := addKMSFlags(fs)
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -374,8 +375,8 @@ func cmdMeterProvisionIssue(ctx context.Context, sio stdio, args []string) error
 		return err
 	}
 	defer km.Close()
-	who := campaignActor(sio, *actor)
-	iss, err := provision.IssueRegistered(ctx, db, km, who, req, time.Now())
+	iss, err := provision.IssueRegistered(ctx, db, km, req, provision.IssueOptions{
+		Actor: campaignActor(sio, *actor), Now: time.Now(), ReplaceBoard: *replace})
 	if err != nil {
 		return err
 	}

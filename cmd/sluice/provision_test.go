@@ -66,6 +66,20 @@ func TestMeterProvisionCLI(t *testing.T) {
 		t.Fatalf("meter row counter %d root %d, audited %v", m.ProvisionCounter, m.RootVersion, audited)
 	}
 
+	// The same meter number from another board is refused until an
+	// operator says the board was replaced.
+	clone, creq := filepath.Join(work, "clone.img"), filepath.Join(work, "clone.hex")
+	if code, _, errs := runCLI(t, "", env, "meter", "provision", "request", "--flash", clone, "--id", "41234567", "--model", "SLW-15", "--anchor", anchorFile, "--out", creq); code != 0 {
+		t.Fatalf("request: %d %s", code, errs)
+	}
+	crec := filepath.Join(work, "clone-rec.hex")
+	if code, _, errs := runCLI(t, "", env, "meter", "provision", "issue", data, "--request", creq, "--out", crec); code == 0 || !strings.Contains(errs, "another board") {
+		t.Fatalf("another board: %d %s", code, errs)
+	}
+	if code, out, errs := runCLI(t, "", env, "meter", "provision", "issue", data, "--replace-board", "--request", creq, "--out", crec); code != 0 || !strings.Contains(out, "record 2") {
+		t.Fatalf("replaced board: %d %q %s", code, out, errs)
+	}
+
 	other := filepath.Join(work, "other.img")
 	oreq := filepath.Join(work, "other.hex")
 	if code, _, errs := runCLI(t, "", env, "meter", "provision", "request", "--flash", other, "--id", "41234568", "--model", "SLW-15", "--anchor", anchorFile, "--out", oreq); code != 0 {

@@ -297,7 +297,7 @@ func debtStep(id, delta int64) step {
 
 type meters struct{ *tx }
 
-const meterCols = `id, number, kind, customer_id, tariff_code, area, sgc, krn, ti, kt, base_date, last_tid, voucher_seq, key_version, key_root_version, provision_counter, status, created_at`
+const meterCols = `id, number, kind, customer_id, tariff_code, area, sgc, krn, ti, kt, base_date, last_tid, voucher_seq, key_version, key_root_version, provision_counter, provision_identity, status, created_at`
 
 func scanMeter(scan func(...any) error) (store.Meter, error) {
 	var m store.Meter
@@ -305,7 +305,7 @@ func scanMeter(scan func(...any) error) (store.Meter, error) {
 	var sgc sql.NullString
 	var created int64
 	err := scan(&m.ID, &m.Number, &m.Kind, &customer, &m.TariffCode, &m.Area, &sgc, &m.KRN, &m.TI, &m.KT, &m.BaseDate,
-		&m.LastTID, &m.VoucherSeq, &m.KeyVersion, &m.RootVersion, &m.ProvisionCounter, &m.Status, &created)
+		&m.LastTID, &m.VoucherSeq, &m.KeyVersion, &m.RootVersion, &m.ProvisionCounter, &m.ProvisionIdentity, &m.Status, &created)
 	m.CustomerID, m.SGC, m.CreatedAt = customer.Int64, sgc.String, fromMicros(created)
 	return m, err
 }
@@ -356,12 +356,13 @@ func (r meters) ByCustomer(ctx context.Context, customerID int64) ([]store.Meter
 }
 
 // Provisioned records that provisioning record counter was issued to the
-// meter with keys under root version root. The update is conditional on the
-// counter being above the stored one, so two issuers racing for one meter
-// (two replicas, two clerks) cannot both hand out the same counter.
-func (r meters) Provisioned(ctx context.Context, id int64, root int, counter int64) error {
-	res, err := r.exec(ctx, `UPDATE meters SET key_root_version = ?, provision_counter = ? WHERE id = ? AND provision_counter < ?`,
-		root, counter, id, counter)
+// meter's board identity with keys under root version root. The update is
+// conditional on the counter being above the stored one, so two issuers
+// racing for one meter (two replicas, two clerks) cannot both hand out the
+// same counter, and a board check made on the row as read still holds.
+func (r meters) Provisioned(ctx context.Context, id int64, root int, counter int64, identity []byte) error {
+	res, err := r.exec(ctx, `UPDATE meters SET key_root_version = ?, provision_counter = ?, provision_identity = ? WHERE id = ? AND provision_counter < ?`,
+		root, counter, identity, id, counter)
 	if err != nil {
 		return fmt.Errorf("meter %d provisioned: %w", id, err)
 	}

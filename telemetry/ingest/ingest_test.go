@@ -489,7 +489,7 @@ func TestDirectoryPinsRootVersion(t *testing.T) {
 	if m.Password != pw {
 		t.Fatal("after a root rotation the meter's telemetry key moved to the new root")
 	}
-	err = db.Tx(ctx, func(tx store.Tx) error { return tx.Meters().Provisioned(ctx, ids[0], 2, 1) })
+	err = db.Tx(ctx, func(tx store.Tx) error { return tx.Meters().Provisioned(ctx, ids[0], 2, 1, make([]byte, 32)) })
 	if err != nil {
 		t.Fatal(err)
 	}
