@@ -8,6 +8,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
+	"path/filepath"
+	"strconv"
 	"time"
 
 	"sluice/card"
@@ -16,6 +19,8 @@ import (
 	"sluice/meter"
 	"sluice/meter/cardport"
 	"sluice/provision"
+	"sluice/store"
+	"sluice/store/sqlite"
 	"sluice/voucher"
 )
 
@@ -306,5 +311,62 @@ func provisioningRecords(ctx context.Context, lab *Lab, r *Recorder) error {
 		accepted == 0 && unchanged && installed && rerr != nil && serr != nil && errors.Is(ferr, meter.ErrProvisioned) && bytes.Contains(final, mk.Card[:]),
 		"%d records offered to meter.Provision (attacker-signed with the attacker's keys and trust, signature zeroed, another device's, and the genuine %d-byte record with each byte flipped): %d accepted, meter storage unchanged: %v; the genuine record then installed the KMS-derived keys: %v; replaying it: refused (%v); the attacker's record after it: refused (%v); re-formatting the meter: refused (%v)",
 		len(forgeries), len(genuine), accepted, unchanged, installed, rerr != nil, serr != nil, errors.Is(ferr, meter.ErrProvisioned))
+	return headEndProvisioning(ctx, lab, r, rnd)
+}
+
+// headEndProvisioning asks the head-end's provisioning (IssueRegistered,
+// over the lab's KMS and a SQLite registry) for keys the attacker should not
+// get: a cloned board built around a registered meter's ID, and a meter
+// nobody registered.
+func headEndProvisioning(ctx context.Context, lab *Lab, r *Recorder, rnd io.Reader) error {
+	db, err := sqlite.Open(ctx, filepath.Join(lab.dir, "provisioning.db"))
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	if _, err := db.Migrate(ctx); err != nil {
+		return err
+	}
+	const id = 40_000_020
+	err = db.Tx(ctx, func(tx store.Tx) error {
+		if err := tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)}); err != nil {
+			return err
+		}
+		_, err := tx.Meters().Create(ctx, store.Meter{Number: strconv.Itoa(id), Kind: store.MeterAMI, TariffCode: "DOM"})
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	request := func(meterID uint64) (*provision.Request, error) {
+		d, err := provision.NewDevice(rnd, meterID, "SLW-15")
+		if err != nil {
+			return nil, err
+		}
+		return provision.ParseRequest(d.Request())
+	}
+	genuine, err := request(id)
+	if err != nil {
+		return err
+	}
+	clone, err := request(id)
+	if err != nil {
+		return err
+	}
+	stranger, err := request(id + 1)
+	if err != nil {
+		return err
+	}
+	opt := provision.IssueOptions{Actor: "attack-lab", Now: lab.Now}
+	if _, err := provision.IssueRegistered(ctx, db, lab.KM, genuine, opt); err != nil {
+		return fmt.Errorf("genuine request refused: %w", err)
+	}
+	_, cerr := provision.IssueRegistered(ctx, db, lab.KM, clone, opt)
+	_, uerr := provision.IssueRegistered(ctx, db, lab.KM, stranger, opt)
+	_, rerr := provision.IssueRegistered(ctx, db, lab.KM, genuine, opt)
+	r.Observe("cloned board and unregistered meter at the head-end",
+		errors.Is(cerr, provision.ErrOtherBoard) && errors.Is(uerr, provision.ErrNotRegistered) && rerr == nil,
+		"registered meter %d provisioned on its board; a second board with the same meter ID asked for its keys: %v; a board naming meter %d, never registered: %v; the genuine board asking again (a lost record): served: %v",
+		id, cerr, id+1, uerr, rerr == nil)
 	return nil
 }
