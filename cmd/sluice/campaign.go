@@ -72,18 +72,6 @@ func openCampaigns(ctx context.Context, cfg config.Config, withKMS bool, batch i
 	return e, nil
 }
 
-// campaignActor names the person at the terminal in the audit log.
-func campaignActor(sio stdio, given string) string {
-	if given != "" {
-		return given
-	}
-	u := sio.getenv("USER")
-	if u == "" {
-		u = "unknown"
-	}
-	return "cli:" + u
-}
-
 func cmdCampaignStart(ctx context.Context, sio stdio, args []string) error {
 	fs := newFlags(sio, "keys campaign start", "--name NAME --kind sts|voucher-key|meter-key [target flags] [--meters LIST|@FILE]")
 	cf := addConfigFlags(fs, false)
@@ -127,7 +115,7 @@ func cmdCampaignStart(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	defer e.Close()
-	c, n, err := e.svc.Start(ctx, campaignActor(sio, *actor), campaign.Spec{Name: *name, Kind: *kind, Meters: list, SupplyGroup: *sgc, KRN: *krn, TI: *ti,
+	c, n, err := e.svc.Start(ctx, cliActor(sio, *actor), campaign.Spec{Name: *name, Kind: *kind, Meters: list, SupplyGroup: *sgc, KRN: *krn, TI: *ti,
 		BaseDate: *base, Role: *role, New: *newV, Old: *oldV, Signer: *signer, KeepOld: *keepOld, ValidDays: *days, KeyVersion: *keyVersion})
 	if err != nil {
 		return err
@@ -149,7 +137,7 @@ func cmdCampaignApprove(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	defer e.Close()
-	st, err := e.svc.Approve(ctx, campaignActor(sio, *actor), c.ID)
+	st, err := e.svc.Approve(ctx, cliActor(sio, *actor), c.ID)
 	if err != nil {
 		return err
 	}
@@ -243,7 +231,7 @@ func cmdCampaignRun(ctx context.Context, sio stdio, args []string) error {
 	if *quiet {
 		show = nil
 	}
-	p, err := e.svc.Run(ctx, c.ID, campaignActor(sio, *actor), show)
+	p, err := e.svc.Run(ctx, c.ID, cliActor(sio, *actor), show)
 	if !*quiet {
 		bar.done()
 	}
@@ -433,7 +421,7 @@ func cmdCampaignDeliver(ctx context.Context, sio stdio, args []string) error {
 	defer e.Close()
 	failed := false
 	for _, m := range meters {
-		if err := e.svc.Deliver(ctx, campaignActor(sio, *actor), c.ID, m); err != nil {
+		if err := e.svc.Deliver(ctx, cliActor(sio, *actor), c.ID, m); err != nil {
 			fmt.Fprintf(sio.err, "%s: %v\n", m, err)
 			failed = true
 			continue
@@ -459,7 +447,7 @@ func cmdCampaignCancel(ctx context.Context, sio stdio, args []string) error {
 		return err
 	}
 	defer e.Close()
-	if err := e.svc.Cancel(ctx, campaignActor(sio, *actor), c.ID); err != nil {
+	if err := e.svc.Cancel(ctx, cliActor(sio, *actor), c.ID); err != nil {
 		return err
 	}
 	fmt.Fprintf(sio.out, "campaign %d %q cancelled\n", c.ID, c.Name)

@@ -38,8 +38,17 @@ func (r storeRecorder) Record(ctx context.Context, e kms.Event) error {
 	return r.st.Tx(ctx, func(tx store.Tx) error { return tx.Audit().Append(ctx, rec) })
 }
 
-// cliActor names the person at the terminal in the audit log.
-func cliActor() string {
+// cliActor names the person at the terminal in the audit log: the --actor
+// flag when given, else the login name ($USER, then the account running
+// the command). One rule for every command, so a ceremony's key uses and
+// its other records name the same person.
+func cliActor(sio stdio, given string) string {
+	if given != "" {
+		return given
+	}
+	if u := sio.getenv("USER"); u != "" {
+		return "cli:" + u
+	}
 	if u, err := user.Current(); err == nil && u.Username != "" {
 		return "cli:" + u.Username
 	}
@@ -67,5 +76,5 @@ func withAudit(ctx context.Context, sio stdio, cfg config.Config, km kms.KeyMana
 		fmt.Fprintf(sio.err, "note: head-end database unavailable (%v): this key operation is not recorded in the audit log\n", err)
 		return km
 	}
-	return auditedKMS{KeyManager: kms.WithAudit(km, storeRecorder{st: db, actor: cliActor()}), st: db}
+	return auditedKMS{KeyManager: kms.WithAudit(km, storeRecorder{st: db, actor: cliActor(sio, "")}), st: db}
 }

@@ -376,7 +376,7 @@ func cmdMeterProvisionIssue(ctx context.Context, sio stdio, args []string) error
 	}
 	defer km.Close()
 	iss, err := provision.IssueRegistered(ctx, db, km, req, provision.IssueOptions{
-		Actor: campaignActor(sio, *actor), Now: time.Now(), ReplaceBoard: *replace})
+		Actor: cliActor(sio, *actor), Now: time.Now(), ReplaceBoard: *replace})
 	if err != nil {
 		return err
 	}
