@@ -86,10 +86,7 @@ func IssueRegistered(ctx context.Context, st store.Store, km kms.KeyManager, req
 	if replaced && !opt.ReplaceBoard {
 		return Issued{}, fmt.Errorf("%w: meter %s was provisioned on board %x, the request comes from %x", ErrOtherBoard, number, m.ProvisionIdentity[:8], []byte(req.Identity[:8]))
 	}
-	kv := uint16(1)
-	if m.KeyVersion >= 1 && m.KeyVersion <= 0xffff {
-		kv = uint16(m.KeyVersion)
-	}
+	_, kv := m.KeyVersions() // the root is the newest, not the meter's old one
 	signer, err := kms.Signer(ctx, km, kms.Ref(keys.ManagementSigning))
 	if err != nil {
 		return Issued{}, fmt.Errorf("provision: management key: %w", err)

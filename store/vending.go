@@ -134,6 +134,20 @@ type Meter struct {
 	CreatedAt         time.Time
 }
 
+// KeyVersions returns the versions the meter's symmetric keys derive under
+// (keys.MeterKey): its meter-root version and its per-meter key version,
+// each 1 when the row holds none in range (rows from before the columns).
+func (m Meter) KeyVersions() (root int, version uint16) {
+	root, version = m.RootVersion, 1
+	if root < 1 {
+		root = 1
+	}
+	if m.KeyVersion >= 1 && m.KeyVersion <= 0xffff {
+		version = uint16(m.KeyVersion)
+	}
+	return root, version
+}
+
 // Meters is the meter aggregate.
 type Meters interface {
 	Create(ctx context.Context, m Meter) (Meter, error)

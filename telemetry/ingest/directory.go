@@ -105,16 +105,10 @@ func (d *KMSDirectory) Meter(ctx context.Context, number uint64) (Meter, error) 
 	if sm.Status != "" && sm.Status != "active" {
 		return Meter{}, fmt.Errorf("meter %d is %s: %w", number, sm.Status, ErrUnknownMeter)
 	}
-	version := sm.KeyVersion
-	if version < 1 || version > 0xffff {
-		version = 1
-	}
 	root := d.root
-	root.Version = sm.RootVersion
-	if root.Version < 1 {
-		root.Version = 1
-	}
-	k, _, err := keys.MeterKey(ctx, d.km, root, number, keys.Telemetry, uint16(version))
+	var version uint16
+	root.Version, version = sm.KeyVersions()
+	k, _, err := keys.MeterKey(ctx, d.km, root, number, keys.Telemetry, version)
 	if err != nil {
 		return Meter{}, err
 	}
