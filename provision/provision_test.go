@@ -63,14 +63,20 @@ func newDevice(t testing.TB, id uint64) *Device {
 	return d
 }
 
-// provision runs the head-end side for device d.
-func provision(t testing.TB, s *Service, d *Device, p Params) []byte {
+// request is device d's request as the head-end parses it.
+func request(t testing.TB, d *Device) *Request {
 	t.Helper()
 	req, err := ParseRequest(d.Request())
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := s.Provision(context.Background(), req, p)
+	return req
+}
+
+// provision runs the head-end side for device d.
+func provision(t testing.TB, s *Service, d *Device, p Params) []byte {
+	t.Helper()
+	rec, err := s.Provision(context.Background(), request(t, d), p)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +275,7 @@ func TestDeviceFile(t *testing.T) {
 
 func TestServiceRefuses(t *testing.T) {
 	d := newDevice(t, testMeter)
-	req, _ := ParseRequest(d.Request())
+	req := request(t, d)
 	ctx := context.Background()
 	bad := func(f DeriveFunc) *Service { s, _ := NewService(mgmt, f); return s }
 	cases := map[string]struct {
@@ -409,7 +415,7 @@ func TestTestdata(t *testing.T) {
 
 func BenchmarkProvision(b *testing.B) {
 	d := newDevice(b, testMeter)
-	req, _ := ParseRequest(d.Request())
+	req := request(b, d)
 	s := service(b, mgmt)
 	for b.Loop() {
 		if _, err := s.Provision(context.Background(), req, Params{Counter: 1, Trust: trust}); err != nil {

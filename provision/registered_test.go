@@ -2,7 +2,6 @@ package provision
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"path/filepath"
 	"strconv"
@@ -45,14 +44,8 @@ func TestIssueRegistered(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		d, err := NewDevice(rand.Reader, testMeter, "SLW-15")
-		if err != nil {
-			t.Fatal(err)
-		}
-		req, err := ParseRequest(d.Request())
-		if err != nil {
-			t.Fatal(err)
-		}
+		d := newDevice(t, testMeter)
+		req := request(t, d)
 		trust, err := KMSTrust(ctx, km)
 		if err != nil {
 			t.Fatal(err)
@@ -108,14 +101,8 @@ func TestIssueRegistered(t *testing.T) {
 		// A second board claiming the same meter (a clone made from a
 		// stolen request line, or a swapped board) gets nothing unless an
 		// operator replaces the board; then the meter row follows it.
-		clone, err := NewDevice(rand.Reader, testMeter, "SLW-15")
-		if err != nil {
-			t.Fatal(err)
-		}
-		creq, err := ParseRequest(clone.Request())
-		if err != nil {
-			t.Fatal(err)
-		}
+		clone := newDevice(t, testMeter)
+		creq := request(t, clone)
 		if _, err := IssueRegistered(ctx, db, km, creq, opt); !errors.Is(err, ErrOtherBoard) {
 			t.Fatalf("another board: %v, want ErrOtherBoard", err)
 		}
@@ -138,14 +125,7 @@ func TestIssueRegistered(t *testing.T) {
 			t.Fatalf("the old board after replacement: %v, want ErrOtherBoard", err)
 		}
 
-		other, err := NewDevice(rand.Reader, testMeter+1, "SLW-15")
-		if err != nil {
-			t.Fatal(err)
-		}
-		oreq, err := ParseRequest(other.Request())
-		if err != nil {
-			t.Fatal(err)
-		}
+		oreq := request(t, newDevice(t, testMeter+1))
 		if _, err := IssueRegistered(ctx, db, km, oreq, opt); !errors.Is(err, ErrNotRegistered) {
 			t.Fatalf("unregistered meter: %v, want ErrNotRegistered", err)
 		}

@@ -35,9 +35,14 @@ func TestMeterProvisionCLI(t *testing.T) {
 	writeFile(t, anchorFile, strings.TrimSpace(anchor))
 	work := t.TempDir()
 	flash, req, rec := filepath.Join(work, "meter.img"), filepath.Join(work, "req.hex"), filepath.Join(work, "rec.hex")
-	if code, _, errs := runCLI(t, "", env, "meter", "provision", "request", "--flash", flash, "--id", "41234567", "--model", "SLW-15", "--anchor", anchorFile, "--out", req); code != 0 {
-		t.Fatalf("request: %d %s", code, errs)
+	// factoryRequest sets up a blank meter image and writes its request.
+	factoryRequest := func(flash, id, out string) {
+		t.Helper()
+		if code, _, errs := runCLI(t, "", env, "meter", "provision", "request", "--flash", flash, "--id", id, "--model", "SLW-15", "--anchor", anchorFile, "--out", out); code != 0 {
+			t.Fatalf("request for meter %s: %d %s", id, code, errs)
+		}
 	}
+	factoryRequest(flash, "41234567", req)
 	code, out, errs := runCLI(t, "", env, "meter", "provision", "issue", data, "--request", req, "--out", rec)
 	if code != 0 || !strings.Contains(out, "record 1 (keys under meter-root@1") {
 		t.Fatalf("issue: %d %q %s", code, out, errs)
@@ -69,9 +74,7 @@ func TestMeterProvisionCLI(t *testing.T) {
 	// The same meter number from another board is refused until an
 	// operator says the board was replaced.
 	clone, creq := filepath.Join(work, "clone.img"), filepath.Join(work, "clone.hex")
-	if code, _, errs := runCLI(t, "", env, "meter", "provision", "request", "--flash", clone, "--id", "41234567", "--model", "SLW-15", "--anchor", anchorFile, "--out", creq); code != 0 {
-		t.Fatalf("request: %d %s", code, errs)
-	}
+	factoryRequest(clone, "41234567", creq)
 	crec := filepath.Join(work, "clone-rec.hex")
 	if code, _, errs := runCLI(t, "", env, "meter", "provision", "issue", data, "--request", creq, "--out", crec); code == 0 || !strings.Contains(errs, "another board") {
 		t.Fatalf("another board: %d %s", code, errs)
@@ -82,9 +85,7 @@ func TestMeterProvisionCLI(t *testing.T) {
 
 	other := filepath.Join(work, "other.img")
 	oreq := filepath.Join(work, "other.hex")
-	if code, _, errs := runCLI(t, "", env, "meter", "provision", "request", "--flash", other, "--id", "41234568", "--model", "SLW-15", "--anchor", anchorFile, "--out", oreq); code != 0 {
-		t.Fatalf("request: %d %s", code, errs)
-	}
+	factoryRequest(other, "41234568", oreq)
 	code, _, errs = runCLI(t, "", env, "meter", "provision", "issue", data, "--request", oreq, "--out", filepath.Join(work, "other-rec.hex"))
 	if code == 0 || !strings.Contains(errs, "not registered") {
 		t.Fatalf("unregistered meter: %d %s", code, errs)
