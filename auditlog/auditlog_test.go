@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -17,7 +16,7 @@ import (
 	"sluice/auditlog"
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -40,19 +39,6 @@ func appendN(t testing.TB, st store.Store, first, n int) {
 			t.Fatal(err)
 		}
 	}
-}
-
-func newKMS(t testing.TB) kms.KeyManager {
-	t.Helper()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { km.Close() })
-	if _, err := km.CreateKey(context.Background(), keys.MeterRoot, kms.AES256); err != nil {
-		t.Fatal(err)
-	}
-	return km
 }
 
 func newAnchors(t testing.TB, km kms.KeyManager) *auditlog.KMSAnchors {
@@ -114,7 +100,7 @@ func wantBad(t testing.TB, rep auditlog.Report, seq uint64, problem string) {
 }
 
 func TestSealThenVerify(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		a := newAnchors(t, km)
 		rep := verify(t, db, a)
@@ -165,7 +151,7 @@ func TestSealThenVerify(t *testing.T) {
 }
 
 func TestVerifyReportsTampering(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	cases := []struct {
 		name    string
 		tamper  func(t *testing.T, db *sqlstore.DB)
@@ -287,7 +273,7 @@ func rechain(t testing.TB, db *sqlstore.DB, from, to int64, anchor func(r *audit
 }
 
 func TestRecomputedChainFailsAnchors(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	mallory, err := audit.NewHMAC(make([]byte, 32))
 	if err != nil {
 		t.Fatal(err)
@@ -329,7 +315,7 @@ func TestRecomputedChainFailsAnchors(t *testing.T) {
 }
 
 func TestAnchorsSurviveRootRotation(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	db := storetest.OpenSQLite(t, false)
 	sealed(t, db, newAnchors(t, km), 70)
 	if _, err := km.Rotate(context.Background(), keys.MeterRoot); err != nil {
@@ -347,13 +333,13 @@ func TestAnchorsSurviveRootRotation(t *testing.T) {
 		t.Fatalf("after rotation: %+v", rep)
 	}
 	// An anchor key from another KMS proves nothing here.
-	if rep := verify(t, db, newAnchors(t, newKMS(t))); rep.OK || rep.Problem != auditlog.Anchor {
+	if rep := verify(t, db, newAnchors(t, filekmstest.WithMeterRoot(t))); rep.OK || rep.Problem != auditlog.Anchor {
 		t.Fatalf("foreign anchor key: %+v", rep)
 	}
 }
 
 func TestConcurrentSealersNeverFork(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		const writers, each, sealers = 4, 40, 4
 		a := newAnchors(t, km)
@@ -432,7 +418,7 @@ func TestUnsealableRecordStopsTheSealer(t *testing.T) {
 }
 
 func TestRunSealer(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	db := storetest.OpenSQLite(t, false)
 	a := newAnchors(t, km)
 	stop := auditlog.StartSealer(db, auditlog.SealerOptions{Every: 10 * time.Millisecond, Anchor: a})
@@ -457,7 +443,7 @@ func TestRunSealer(t *testing.T) {
 }
 
 func TestAnchorFormat(t *testing.T) {
-	a := newAnchors(t, newKMS(t))
+	a := newAnchors(t, filekmstest.WithMeterRoot(t))
 	msg := audit.AnchorMessage(1, audit.Hash{1})
 	sig, err := a.SignAnchor(msg)
 	if err != nil || len(sig) != 36 {
@@ -501,11 +487,7 @@ func TestCollector(t *testing.T) {
 }
 
 func TestRunSealerDerivesItsAnchorKey(t *testing.T) {
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer km.Close()
+	km := filekmstest.New(t)
 	db := storetest.OpenSQLite(t, false)
 	appendN(t, db, 1, 3)
 	// No meter root yet: nothing is sealed, nothing is lost.
@@ -529,7 +511,7 @@ func TestRunSealerDerivesItsAnchorKey(t *testing.T) {
 // second (one batch of 500 per transaction).
 func BenchmarkSeal(b *testing.B) {
 	db := storetest.OpenSQLite(b, false)
-	a := newAnchors(b, newKMS(b))
+	a := newAnchors(b, filekmstest.WithMeterRoot(b))
 	appendBatch(b, db, b.N)
 	b.ResetTimer()
 	n, err := auditlog.Seal(context.Background(), db, a, 0)
@@ -542,7 +524,7 @@ func BenchmarkSeal(b *testing.B) {
 // BenchmarkVerify measures verification of a stored chain with anchors.
 func BenchmarkVerify(b *testing.B) {
 	db := storetest.OpenSQLite(b, false)
-	a := newAnchors(b, newKMS(b))
+	a := newAnchors(b, filekmstest.WithMeterRoot(b))
 	const n = 20_000
 	appendBatch(b, db, n)
 	if _, err := auditlog.Seal(context.Background(), db, a, 0); err != nil {
@@ -578,7 +560,7 @@ func appendBatch(b *testing.B, st store.Store, n int) {
 }
 
 func TestCheckHead(t *testing.T) {
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		a := newAnchors(t, km)
 		ctx := context.Background()

@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,7 +14,7 @@ import (
 
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/meter"
 	"sluice/store"
 	"sluice/store/sqlstore"
@@ -75,14 +74,7 @@ func pan(i int) string {
 func newEnv(tb testing.TB, db *sqlstore.DB, n, cards int) *env {
 	tb.Helper()
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(tb.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() { km.Close() })
-	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-		tb.Fatal(err)
-	}
+	km := filekmstest.WithKeys(tb)
 	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{
 		{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: vendingKey1},
 		{SGC: 123457, KRN: 2, Kind: kms.STSDKGA04, Key: vendingKey2},

@@ -2,11 +2,10 @@ package firmware
 
 import (
 	"context"
-	"path/filepath"
 	"testing"
 
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 )
 
 // TestSignThroughKMS signs with keys that live in the file KMS: Ed25519
@@ -14,11 +13,7 @@ import (
 // KeyManager.Sign with SignMessages. The private keys never leave the KMS.
 func TestSignThroughKMS(t *testing.T) {
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer km.Close()
+	km := filekmstest.New(t)
 	for _, kind := range []kms.Kind{kms.Ed25519, kms.ECDSAP256} {
 		info, err := km.CreateKey(ctx, "firmware-"+string(kind), kind)
 		if err != nil {

@@ -9,12 +9,11 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"sluice/auth"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
 	"sluice/store"
 	"sluice/store/sqlstore"
@@ -135,10 +134,7 @@ func (a api) do(method, path string, body any) (int, []byte) {
 func TestAlertAPI(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.New(t)
 	m := meterRow(t, db, "4710001")
 	s := New(Config{Store: db})
 	if err := s.Raise(ctx, m.ID, "meter:4710001", Finding{Rule: RuleTamperCover, Severity: store.SeverityWarning, Summary: "cover"}); err != nil {

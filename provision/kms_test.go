@@ -5,12 +5,11 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
-	"path/filepath"
 	"testing"
 
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 )
 
 // TestThroughKMS runs the whole flow on a real KMS (the file backend): keys
@@ -19,14 +18,7 @@ import (
 // with exactly the keys package keys derives for it.
 func TestThroughKMS(t *testing.T) {
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("pw"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer km.Close()
-	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.WithKeys(t)
 	trust, err := KMSTrust(ctx, km)
 	if err != nil {
 		t.Fatal(err)

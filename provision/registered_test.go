@@ -3,14 +3,13 @@ package provision
 import (
 	"context"
 	"errors"
-	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -24,16 +23,9 @@ import (
 func TestIssueRegistered(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("pw"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer km.Close()
-		if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-			t.Fatal(err)
-		}
+		km := filekmstest.WithKeys(t)
 		var meterID int64
-		err = db.Tx(ctx, func(tx store.Tx) error {
+		err := db.Tx(ctx, func(tx store.Tx) error {
 			if err := tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)}); err != nil {
 				return err
 			}

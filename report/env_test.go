@@ -3,13 +3,12 @@ package report
 import (
 	"context"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/vend"
@@ -37,14 +36,7 @@ type env struct {
 func newEnv(t testing.TB, db *sqlstore.DB, start time.Time) *env {
 	t.Helper()
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { km.Close() })
-	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.WithKeys(t)
 	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04,
 		Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")}}); err != nil {
 		t.Fatal(err)

@@ -20,7 +20,7 @@ import (
 	"sluice/auth"
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -45,14 +45,7 @@ type harness struct {
 func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	t.Helper()
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { km.Close() })
-	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.WithKeys(t)
 	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04,
 		Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")}}); err != nil {
 		t.Fatal(err)

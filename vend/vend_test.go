@@ -6,14 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"sync"
 	"testing"
 	"time"
 
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/ledger"
 	"sluice/store"
 	"sluice/store/sqlstore"
@@ -47,14 +46,7 @@ type env struct {
 func newEnv(t *testing.T, db *sqlstore.DB, float int64) *env {
 	t.Helper()
 	ctx := context.Background()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "keys.sealed"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { km.Close() })
-	if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.WithKeys(t)
 	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{
 		{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: vendingKey1},
 		{SGC: 123457, KRN: 2, Kind: kms.STSDKGA04, Key: vendingKey2},

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -19,7 +18,7 @@ import (
 	"sluice/campaign/campaignapi"
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
 	"sluice/store"
 	"sluice/store/sqlstore"
@@ -79,14 +78,7 @@ func pan(i int) string {
 func TestCampaignsOverHTTP(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { km.Close() })
-		if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-			t.Fatal(err)
-		}
+		km := filekmstest.WithKeys(t)
 		if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{
 			{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: bytes.Repeat([]byte{1}, 20)},
 			{SGC: 123457, KRN: 2, Kind: kms.STSDKGA04, Key: bytes.Repeat([]byte{2}, 20)},

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -52,7 +53,7 @@ func benchMQTT(b *testing.B, db *sqlstore.DB) {
 		ids[i] = 5000001 + uint64(i)
 	}
 	mids := addMeters(b, db, ids...)
-	km := newKMS(b)
+	km := filekmstest.WithMeterRoot(b)
 	workers := 1
 	if db.Driver() == "postgres" {
 		workers = 4
@@ -190,7 +191,7 @@ func BenchmarkWriteFrames(b *testing.B) {
 func BenchmarkHandle(b *testing.B) {
 	db := storetest.OpenSQLite(b, false)
 	addMeters(b, db, 7000001)
-	km := newKMS(b)
+	km := filekmstest.WithMeterRoot(b)
 	w := &blockingWriter{release: make(chan struct{})}
 	close(w.release)
 	in, err := New(Config{Store: db, Directory: NewKMSDirectory(db, km), Writer: w})

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -18,7 +17,7 @@ import (
 	"sluice/internal/testenv"
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -29,18 +28,6 @@ import (
 )
 
 const mosquitto = "127.0.0.1:1883"
-
-func newKMS(t testing.TB) kms.KeyManager {
-	t.Helper()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "kms"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := km.CreateKey(context.Background(), keys.MeterRoot, kms.AES256); err != nil {
-		t.Fatal(err)
-	}
-	return km
-}
 
 func addMeters(t testing.TB, db store.Store, numbers ...uint64) []int64 {
 	t.Helper()
@@ -98,7 +85,7 @@ type rig struct {
 func newRig(t *testing.T, db *sqlstore.DB, embedded bool, cfg Config) *rig {
 	t.Helper()
 	ctx := context.Background()
-	r := &rig{db: db, km: newKMS(t), reg: prometheus.NewRegistry()}
+	r := &rig{db: db, km: filekmstest.WithMeterRoot(t), reg: prometheus.NewRegistry()}
 	dir := NewKMSDirectory(db, r.km)
 	cfg.Store, cfg.Directory, cfg.Registerer = db, dir, r.reg
 	in, err := New(cfg)
@@ -369,7 +356,7 @@ func (w *blockingWriter) WriteFrames(_ context.Context, fs []store.TelemetryFram
 func TestBackPressureAndAckAfterCommit(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	addMeters(t, db, 4710001)
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	w := &blockingWriter{release: make(chan struct{})}
 	w.fail.Store(1)
 	in, err := New(Config{Store: db, Directory: NewKMSDirectory(db, km), Writer: w, QueueSize: 2, BatchSize: 1, FlushEvery: time.Millisecond})
@@ -435,7 +422,7 @@ wait:
 func TestAuthenticate(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	addMeters(t, db, 4710001)
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	d := NewKMSDirectory(db, km)
 	ctx := context.Background()
 	k := telemetryKey(t, km, 4710001)
@@ -474,7 +461,7 @@ func TestAuthenticate(t *testing.T) {
 func TestDirectoryPinsRootVersion(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	ids := addMeters(t, db, 4720001)
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	ctx := context.Background()
 	old := telemetryKey(t, km, 4720001)
 	if _, err := km.Rotate(ctx, keys.MeterRoot); err != nil {

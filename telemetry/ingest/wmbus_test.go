@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/storetest"
 	"sluice/telemetry/frame"
@@ -47,7 +48,7 @@ func vectors(t *testing.T) []vector {
 func TestWMBusIngest(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	ctx := context.Background()
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	vs := vectors(t)
 	numbers := make([]uint64, len(vs))
 	for i := range vs {
@@ -181,7 +182,7 @@ func FuzzLinkAddress(f *testing.F) {
 func FuzzHandle(f *testing.F) {
 	db := storetest.OpenSQLite(f, false)
 	addMeters(f, db, 4710001)
-	km := newKMS(f)
+	km := filekmstest.WithMeterRoot(f)
 	w := &blockingWriter{release: make(chan struct{})}
 	close(w.release)
 	in, err := New(Config{Store: db, Directory: NewKMSDirectory(db, km), Writer: w, WMBus: NewWMBus(db, km, nil)})

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"testing"
@@ -19,7 +18,7 @@ import (
 	"sluice/internal/testenv"
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/meter"
 	"sluice/meter/sim"
 	"sluice/protect"
@@ -32,18 +31,6 @@ import (
 )
 
 const mosquitto = "127.0.0.1:1883"
-
-func newKMS(t testing.TB) kms.KeyManager {
-	t.Helper()
-	km, err := filekms.Create(filepath.Join(t.TempDir(), "kms"), []byte("test passphrase"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := km.CreateKey(context.Background(), keys.MeterRoot, kms.AES256); err != nil {
-		t.Fatal(err)
-	}
-	return km
-}
 
 func telemetryKey(t testing.TB, km kms.KeyManager, id uint64) [16]byte {
 	k, _, err := keys.MeterKey(context.Background(), km, kms.Ref(keys.MeterRoot), id, keys.Telemetry, 1)
@@ -132,7 +119,7 @@ func TestFleetOverBrokers(t *testing.T) {
 func fleetTest(t *testing.T, db *sqlstore.DB, embedded bool) {
 	ctx := context.Background()
 	const first, n = 4710001, 3
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	ids := map[uint64]int64{}
 	err := db.Tx(ctx, func(tx store.Tx) error {
 		if err := tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)}); err != nil {
@@ -315,7 +302,7 @@ func fleetTest(t *testing.T, db *sqlstore.DB, embedded bool) {
 func TestGatewayOnEmbeddedBroker(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	ctx := context.Background()
-	km := newKMS(t)
+	km := filekmstest.WithMeterRoot(t)
 	var meterID int64
 	db.Tx(ctx, func(tx store.Tx) error {
 		tx.Tariffs().Put(ctx, store.Tariff{Code: "DOM", Definition: []byte(`{}`)})
@@ -365,7 +352,7 @@ func TestGatewayOnEmbeddedBroker(t *testing.T) {
 func TestPendingRoute(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	ctx := context.Background()
-	svc, err := New(Config{Mode: "off"}, Deps{Store: db, KMS: newKMS(t)})
+	svc, err := New(Config{Mode: "off"}, Deps{Store: db, KMS: filekmstest.WithMeterRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -404,7 +391,7 @@ func TestPendingRoute(t *testing.T) {
 // the server's registry after.
 func TestWiringOrder(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
-	svc, err := New(Config{Mode: "off"}, Deps{Store: db, KMS: newKMS(t)})
+	svc, err := New(Config{Mode: "off"}, Deps{Store: db, KMS: filekmstest.WithMeterRoot(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +416,7 @@ func TestWiringOrder(t *testing.T) {
 	if err := svc.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := New(Config{Mode: "bogus"}, Deps{Store: db, KMS: newKMS(t)}); err == nil {
+	if _, err := New(Config{Mode: "bogus"}, Deps{Store: db, KMS: filekmstest.WithMeterRoot(t)}); err == nil {
 		t.Fatal("bad mode accepted")
 	}
 }

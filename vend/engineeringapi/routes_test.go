@@ -8,7 +8,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,7 +15,7 @@ import (
 	"sluice/auth"
 	"sluice/keys"
 	"sluice/kms"
-	"sluice/kms/filekms"
+	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
 	"sluice/store"
 	"sluice/store/sqlstore"
@@ -76,14 +75,7 @@ func (c *client) must(status int, method, path string, body, out any) {
 func TestEngineeringOverHTTP(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		km, err := filekms.Create(filepath.Join(t.TempDir(), "k"), []byte("pass"), filekms.Options{Time: 1, MemoryKiB: 64, Threads: 1})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { km.Close() })
-		if _, err := keys.Init(ctx, km, kms.Ed25519); err != nil {
-			t.Fatal(err)
-		}
+		km := filekmstest.WithKeys(t)
 		if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04, Key: vendingKey}}); err != nil {
 			t.Fatal(err)
 		}
