@@ -3,12 +3,8 @@ package campaignapi_test
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"strings"
 	"testing"
@@ -20,6 +16,7 @@ import (
 	"sluice/kms"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -28,46 +25,6 @@ import (
 )
 
 const pass = "a long enough test password"
-
-type client struct {
-	t  *testing.T
-	ts *httptest.Server
-	c  *http.Client
-}
-
-func (c *client) do(method, path string, body any) (int, []byte) {
-	c.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, _ := json.Marshal(body)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, c.ts.URL+"/api/v1"+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-Sluice-Console", "1")
-	resp, err := c.c.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (c *client) must(status int, method, path string, body, out any) {
-	c.t.Helper()
-	code, b := c.do(method, path, body)
-	if code != status {
-		c.t.Fatalf("%s %s = %d, want %d: %s", method, path, code, status, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-}
 
 func pan(i int) string {
 	s := fmt.Sprintf("600727%011d", i)
@@ -117,25 +74,20 @@ func TestCampaignsOverHTTP(t *testing.T) {
 		srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: v, Extra: campaignapi.Routes(svc)})
 		ts := httptest.NewServer(srv.Handler())
 		t.Cleanup(ts.Close)
-		login := func(user string) *client {
-			jar, _ := cookiejar.New(nil)
-			c := &client{t: t, ts: ts, c: &http.Client{Jar: jar}}
-			c.must(200, "POST", "/auth/login", server.LoginRequest{Username: user, Password: pass}, nil)
-			return c
-		}
+		login := func(user string) *servertest.Client { return servertest.Login(t, ts.URL, user, pass) }
 		admin, eng, aud, cashier := login("admin1"), login("engineer1"), login("auditor1"), login("vendor1")
 
 		body := campaignapi.StartBody{Name: "rollover", Kind: "sts", SupplyGroup: "123457", KRN: 2, BaseDate: 2014}
-		for _, c := range []*client{eng, aud, cashier} {
-			if code, _ := c.do("POST", "/campaigns", body); code != 403 {
+		for _, c := range []*servertest.Client{eng, aud, cashier} {
+			if code, _ := c.Do("POST", "/campaigns", body); code != 403 {
 				t.Fatalf("start by a non-admin: %d", code)
 			}
 		}
-		if code, b := admin.do("POST", "/campaigns", campaignapi.StartBody{Name: "bad", Kind: "sts", SupplyGroup: "123457", KRN: 7}); code != 422 || !strings.Contains(string(b), `"field":"krn"`) {
+		if code, b := admin.Do("POST", "/campaigns", campaignapi.StartBody{Name: "bad", Kind: "sts", SupplyGroup: "123457", KRN: 7}); code != 422 || !strings.Contains(string(b), `"field":"krn"`) {
 			t.Fatalf("start without the vending key: %d %s", code, b)
 		}
 		var started campaignapi.StartResult
-		admin.must(201, "POST", "/campaigns", body, &started)
+		admin.Must(201, "POST", "/campaigns", body, &started)
 		if started.Enrolled != 5 || started.Status.Progress.Pending != 5 {
 			t.Fatalf("started %+v", started)
 		}
@@ -143,16 +95,16 @@ func TestCampaignsOverHTTP(t *testing.T) {
 		if _, err := svc.Run(ctx, started.Status.ID, "cli:test", nil); !errors.Is(err, campaign.ErrNotApproved) {
 			t.Fatalf("run before approval: %v", err)
 		}
-		if code, b := admin.do("POST", "/campaigns/"+id+"/approve", nil); code != 403 || !strings.Contains(string(b), "dual control") {
+		if code, b := admin.Do("POST", "/campaigns/"+id+"/approve", nil); code != 403 || !strings.Contains(string(b), "dual control") {
 			t.Fatalf("approval by the proposer: %d %s", code, b)
 		}
-		for _, c := range []*client{eng, aud, cashier} {
-			if code, _ := c.do("POST", "/campaigns/"+id+"/approve", nil); code != 403 {
+		for _, c := range []*servertest.Client{eng, aud, cashier} {
+			if code, _ := c.Do("POST", "/campaigns/"+id+"/approve", nil); code != 403 {
 				t.Fatalf("approval by a non-decider: %d", code)
 			}
 		}
 		var approved campaign.Status
-		login("supervisor1").must(200, "POST", "/campaigns/"+id+"/approve", nil, &approved)
+		login("supervisor1").Must(200, "POST", "/campaigns/"+id+"/approve", nil, &approved)
 		if approved.ApprovedBy != "operator:supervisor1" {
 			t.Fatalf("approved %+v", approved)
 		}
@@ -160,58 +112,58 @@ func TestCampaignsOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		var st campaign.Status
-		aud.must(200, "GET", "/campaigns/"+id, nil, &st)
+		aud.Must(200, "GET", "/campaigns/"+id, nil, &st)
 		if st.Progress.Issued != 5 || st.Params.BaseDate != 2014 || st.Params.FromBase != 1993 {
 			t.Fatalf("status %+v", st)
 		}
-		if code, _ := cashier.do("GET", "/campaigns/"+id, nil); code != 403 {
+		if code, _ := cashier.Do("GET", "/campaigns/"+id, nil); code != 403 {
 			t.Fatalf("cashier reads a campaign: %d", code)
 		}
 		var d campaignapi.MeterDetail
-		eng.must(200, "GET", "/campaigns/"+id+"/meters/"+pan(1), nil, &d)
+		eng.Must(200, "GET", "/campaigns/"+id+"/meters/"+pan(1), nil, &d)
 		if len(d.Issued) != 4 || d.Issued[0].Token == "" || d.State != "issued" {
 			t.Fatalf("meter detail %+v", d)
 		}
-		if code, _ := aud.do("GET", "/campaigns/"+id+"/meters/"+pan(1), nil); code != 403 {
+		if code, _ := aud.Do("GET", "/campaigns/"+id+"/meters/"+pan(1), nil); code != 403 {
 			t.Fatalf("auditor reads tokens: %d", code)
 		}
 		var ms campaign.MeterState
-		eng.must(200, "POST", "/campaigns/"+id+"/meters/"+pan(1)+"/delivered", nil, &ms)
+		eng.Must(200, "POST", "/campaigns/"+id+"/meters/"+pan(1)+"/delivered", nil, &ms)
 		if ms.State != "delivered" {
 			t.Fatalf("delivered %+v", ms)
 		}
-		if code, _ := eng.do("POST", "/campaigns/"+id+"/meters/"+pan(1)+"/delivered", nil); code != 409 {
+		if code, _ := eng.Do("POST", "/campaigns/"+id+"/meters/"+pan(1)+"/delivered", nil); code != 409 {
 			t.Fatalf("second delivery: %d", code)
 		}
 		var page campaignapi.MeterPage
-		aud.must(200, "GET", "/campaigns/"+id+"/meters?state=issued&limit=2", nil, &page)
+		aud.Must(200, "GET", "/campaigns/"+id+"/meters?state=issued&limit=2", nil, &page)
 		if len(page.Meters) != 2 || page.Next == 0 {
 			t.Fatalf("page %+v", page)
 		}
-		aud.must(200, "GET", fmt.Sprintf("/campaigns/%s/meters?state=issued&limit=2&after=%d", id, page.Next), nil, &page)
+		aud.Must(200, "GET", fmt.Sprintf("/campaigns/%s/meters?state=issued&limit=2&after=%d", id, page.Next), nil, &page)
 		if len(page.Meters) != 2 {
 			t.Fatalf("page 2 %+v", page)
 		}
 		var rep campaign.Report
-		aud.must(200, "GET", "/campaigns/"+id+"/report", nil, &rep)
+		aud.Must(200, "GET", "/campaigns/"+id+"/report", nil, &rep)
 		if rep.TokensIssued != 20 || len(rep.Unconfirmed) != 5 || rep.Progress.Delivered != 1 {
 			t.Fatalf("report %+v", rep)
 		}
 		var list []campaign.Status
-		eng.must(200, "GET", "/campaigns", nil, &list)
+		eng.Must(200, "GET", "/campaigns", nil, &list)
 		if len(list) != 1 {
 			t.Fatalf("list %+v", list)
 		}
 		// The routes are in the generated OpenAPI document.
-		code, doc := aud.do("GET", "/openapi.json", nil)
+		code, doc := aud.Do("GET", "/openapi.json", nil)
 		if code != 200 || !strings.Contains(string(doc), `"/api/v1/campaigns/{id}/report"`) || !strings.Contains(string(doc), `"/api/v1/campaigns/{id}/meters/{meter}/delivered"`) {
 			t.Fatalf("openapi: %d %.300s", code, doc)
 		}
-		admin.must(200, "POST", "/campaigns/"+id+"/cancel", nil, &st)
+		admin.Must(200, "POST", "/campaigns/"+id+"/cancel", nil, &st)
 		if st.State != "cancelled" {
 			t.Fatalf("cancelled %+v", st)
 		}
-		if code, _ := admin.do("POST", "/campaigns/"+id+"/cancel", nil); code != 409 {
+		if code, _ := admin.Do("POST", "/campaigns/"+id+"/cancel", nil); code != 409 {
 			t.Fatalf("second cancel: %d", code)
 		}
 	})

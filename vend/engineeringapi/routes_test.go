@@ -1,12 +1,7 @@
 package engineeringapi_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
-	"io"
-	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"strconv"
 	"strings"
@@ -17,6 +12,7 @@ import (
 	"sluice/kms"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -31,46 +27,6 @@ const (
 )
 
 var vendingKey = []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")
-
-type client struct {
-	t  *testing.T
-	ts *httptest.Server
-	c  *http.Client
-}
-
-func (c *client) do(method, path string, body any) (int, []byte) {
-	c.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, _ := json.Marshal(body)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, c.ts.URL+"/api/v1"+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-Sluice-Console", "1")
-	resp, err := c.c.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (c *client) must(status int, method, path string, body, out any) {
-	c.t.Helper()
-	code, b := c.do(method, path, body)
-	if code != status {
-		c.t.Fatalf("%s %s = %d, want %d: %s", method, path, code, status, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-}
 
 func TestEngineeringOverHTTP(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
@@ -109,51 +65,46 @@ func TestEngineeringOverHTTP(t *testing.T) {
 		srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: svc, Extra: engineeringapi.Routes(svc)})
 		ts := httptest.NewServer(srv.Handler())
 		t.Cleanup(ts.Close)
-		login := func(user string) *client {
-			jar, _ := cookiejar.New(nil)
-			c := &client{t: t, ts: ts, c: &http.Client{Jar: jar}}
-			c.must(200, "POST", "/auth/login", server.LoginRequest{Username: user, Password: pass}, nil)
-			return c
-		}
+		login := func(user string) *servertest.Client { return servertest.Login(t, ts.URL, user, pass) }
 		eng, eng2, sup, adm, aud, cashier := login("engineer1"), login("engineer2"), login("supervisor1"), login("admin1"), login("auditor1"), login("vendor1")
 
 		var req vend.EngineeringView
-		eng.must(201, "POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearTamper, Reason: "cover replaced"}, &req)
-		for _, c := range []*client{sup, adm, cashier, aud} {
-			if code, _ := c.do("POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearTamper, Reason: "x"}); code != 403 {
+		eng.Must(201, "POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearTamper, Reason: "cover replaced"}, &req)
+		for _, c := range []*servertest.Client{sup, adm, cashier, aud} {
+			if code, _ := c.Do("POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearTamper, Reason: "x"}); code != 403 {
 				t.Fatalf("request by a non-engineer: %d", code)
 			}
 		}
-		if code, b := eng.do("POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: "open_valve", Reason: "x"}); code != 422 || !strings.Contains(string(b), `"field":"action"`) {
+		if code, b := eng.Do("POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: "open_valve", Reason: "x"}); code != 422 || !strings.Contains(string(b), `"field":"action"`) {
 			t.Fatalf("bad action: %d %s", code, b)
 		}
 		path := "/engineering-requests/" + itoa(req.ID)
 		// Engineers (including the requester), cashiers and auditors
 		// cannot decide.
-		for _, c := range []*client{eng, eng2, cashier, aud} {
-			if code, _ := c.do("POST", path+"/approve", nil); code != 403 {
+		for _, c := range []*servertest.Client{eng, eng2, cashier, aud} {
+			if code, _ := c.Do("POST", path+"/approve", nil); code != 403 {
 				t.Fatalf("approval by a non-decider: %d", code)
 			}
 		}
 		var list []vend.EngineeringView
-		eng2.must(200, "GET", "/engineering-requests", nil, &list)
+		eng2.Must(200, "GET", "/engineering-requests", nil, &list)
 		if len(list) != 0 {
 			t.Fatalf("engineer 2 sees %d requests of others", len(list))
 		}
-		aud.must(200, "GET", "/engineering-requests?state=pending", nil, &list)
+		aud.Must(200, "GET", "/engineering-requests?state=pending", nil, &list)
 		if len(list) != 1 {
 			t.Fatalf("auditor sees %d pending", len(list))
 		}
 		var ok vend.EngineeringView
-		sup.must(200, "POST", path+"/approve", nil, &ok)
+		sup.Must(200, "POST", path+"/approve", nil, &ok)
 		if ok.State != "issued" || len(ok.Tokens) != 1 {
 			t.Fatalf("approved %+v", ok)
 		}
-		if code, _ := adm.do("POST", path+"/reject", engineeringapi.RejectBody{Reason: "late"}); code != 409 {
+		if code, _ := adm.Do("POST", path+"/reject", engineeringapi.RejectBody{Reason: "late"}); code != 409 {
 			t.Fatalf("reject after approval: %d", code)
 		}
 		var mine vend.EngineeringView
-		eng.must(200, "GET", path, nil, &mine)
+		eng.Must(200, "GET", path, nil, &mine)
 		key, err := sts.DKGA04(vendingKey, sts.KeyID{KT: 2, SGC: 123457, TI: 1, KRN: 1}, pan, sts.Base2014, sts.EA11)
 		if err != nil {
 			t.Fatal(err)
@@ -166,12 +117,12 @@ func TestEngineeringOverHTTP(t *testing.T) {
 			t.Fatalf("meter: %+v %v", r, err)
 		}
 
-		if code, doc := aud.do("GET", "/openapi.json", nil); code != 200 || !strings.Contains(string(doc), `"/api/v1/engineering-requests/{id}/approve"`) {
+		if code, doc := aud.Do("GET", "/openapi.json", nil); code != 200 || !strings.Contains(string(doc), `"/api/v1/engineering-requests/{id}/approve"`) {
 			t.Fatalf("openapi: %d %.300s", code, doc)
 		}
 		// Rejection by another operator issues nothing.
 		var r2, rej vend.EngineeringView
-		eng.must(201, "POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearCredit, Reason: "move out"}, &r2)
+		eng.Must(201, "POST", "/engineering-requests", vend.EngineeringRequest{Meter: pan, Action: vend.ActClearCredit, Reason: "move out"}, &r2)
 		// The requester promoted to supervisor still cannot decide their
 		// own request: the service refuses it (403), not only the role table.
 		err = db.Tx(ctx, func(tx store.Tx) error {
@@ -186,10 +137,10 @@ func TestEngineeringOverHTTP(t *testing.T) {
 			t.Fatal(err)
 		}
 		promoted := login("engineer1")
-		if code, b := promoted.do("POST", "/engineering-requests/"+itoa(r2.ID)+"/approve", nil); code != 403 || !strings.Contains(string(b), "dual control") {
+		if code, b := promoted.Do("POST", "/engineering-requests/"+itoa(r2.ID)+"/approve", nil); code != 403 || !strings.Contains(string(b), "dual control") {
 			t.Fatalf("self-approval after promotion: %d %s", code, b)
 		}
-		adm.must(200, "POST", "/engineering-requests/"+itoa(r2.ID)+"/reject", engineeringapi.RejectBody{Reason: "no work order"}, &rej)
+		adm.Must(200, "POST", "/engineering-requests/"+itoa(r2.ID)+"/reject", engineeringapi.RejectBody{Reason: "no work order"}, &rej)
 		if rej.State != "rejected" || len(rej.Tokens) != 0 {
 			t.Fatalf("rejected %+v", rej)
 		}
