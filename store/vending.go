@@ -294,7 +294,6 @@ type Purchases interface {
 	ByID(ctx context.Context, id int64) (Purchase, error)
 	ByKey(ctx context.Context, vendorID int64, key string) (Purchase, error)
 	ByMeter(ctx context.Context, meterID int64, limit int) ([]Purchase, error)
-	SetResponse(ctx context.Context, id int64, response []byte) error
 	SetState(ctx context.Context, id int64, state string) error
 }
 

@@ -159,14 +159,6 @@ func (r purchases) ByMeter(ctx context.Context, meterID int64, limit int) ([]sto
 	return collect(r.tx, ctx, "purchases of meter", scanPurchase, `SELECT `+purchaseCols+` FROM purchases WHERE meter_id = ? ORDER BY created_at DESC, id DESC LIMIT ?`, meterID, limit)
 }
 
-func (r purchases) SetResponse(ctx context.Context, id int64, response []byte) error {
-	res, err := r.exec(ctx, `UPDATE purchases SET response = ? WHERE id = ?`, string(response), id)
-	if err != nil {
-		return fmt.Errorf("purchase %d: %w", id, err)
-	}
-	return rowsAffected(res, fmt.Sprintf("purchase %d", id))
-}
-
 func (r purchases) SetState(ctx context.Context, id int64, state string) error {
 	res, err := r.exec(ctx, `UPDATE purchases SET state = ? WHERE id = ?`, state, id)
 	if err != nil {
