@@ -429,7 +429,6 @@ type Credentials interface {
 	DeleteSession(ctx context.Context, tokenHash []byte) error
 	DeleteSessionsOf(ctx context.Context, operatorID int64) error
 	CreateAPIKey(ctx context.Context, k APIKey) (APIKey, error)
-	APIKey(ctx context.Context, keyHash []byte) (APIKey, error)
 	// APIKeyOperator reads an API key and the operator it belongs to in
 	// one statement (a request's authentication); ErrNotFound when either
 	// does not exist.

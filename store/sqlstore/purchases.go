@@ -411,10 +411,6 @@ func (r credentials) CreateAPIKey(ctx context.Context, k store.APIKey) (store.AP
 	return k, nil
 }
 
-func (r credentials) APIKey(ctx context.Context, keyHash []byte) (store.APIKey, error) {
-	return one(r.tx, ctx, "API key", scanAPIKey, `SELECT `+apiKeyCols+` FROM api_keys WHERE key_hash = ?`, keyHash)
-}
-
 func (r credentials) APIKeyOperator(ctx context.Context, keyHash []byte) (store.APIKey, store.Operator, error) {
 	var k store.APIKey
 	var o store.Operator
