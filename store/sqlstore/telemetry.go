@@ -5,6 +5,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"strings"
@@ -316,12 +317,49 @@ func (o sqlOps) upsertWindows(ctx context.Context, ws []store.ReplayState) error
 
 // --- the PostgreSQL COPY path
 
-type pgOps struct{ tx pgx.Tx }
+type pgOps struct {
+	tx pgx.Tx
+	// classify is the dialect's: it maps a unique violation to
+	// store.ErrConflict.
+	classify func(error) error
+}
 
+// insertFrames first tries the common case, a batch none of whose frames is
+// stored yet (retransmissions are mostly caught by the replay windows before
+// a batch is written), as a COPY inside a savepoint: a plain bulk insert,
+// without the speculative insertion of ON CONFLICT or the rows RETURNING
+// sends back, which took a third of the server's work per reading. When any
+// frame is already stored the COPY fails as a whole on the primary key; the
+// batch rolls back to the savepoint and takes the statement that sorts the
+// new frames from the stored ones.
 func (o pgOps) insertFrames(ctx context.Context, fs []*store.TelemetryFrame) (map[frameKey]bool, error) {
 	inserted := make(map[frameKey]bool, len(fs))
 	if len(fs) == 0 {
 		return inserted, nil
+	}
+	sp, err := o.tx.Begin(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("store frames: %w", err)
+	}
+	_, err = sp.CopyFrom(ctx, pgx.Identifier{"telemetry_frames"}, []string{"meter_id", "counter", "kind", "tag", "received_at"},
+		pgx.CopyFromSlice(len(fs), func(i int) ([]any, error) {
+			f := fs[i]
+			return []any{f.MeterID, int64(f.Counter), int16(f.Kind), f.Tag[:], micros(f.ReceivedAt)}, nil
+		}))
+	if err == nil {
+		if err := sp.Commit(ctx); err != nil {
+			return nil, fmt.Errorf("store frames: %w", err)
+		}
+		for _, f := range fs {
+			inserted[frameKey{f.MeterID, f.Counter}] = true
+		}
+		return inserted, nil
+	}
+	if !errors.Is(o.classify(err), store.ErrConflict) {
+		return nil, fmt.Errorf("store frames: %w", err)
+	}
+	if err := sp.Rollback(ctx); err != nil {
+		return nil, fmt.Errorf("store frames: %w", err)
 	}
 	ms, cs, ks, rs := make([]int64, len(fs)), make([]int64, len(fs)), make([]int16, len(fs)), make([]int64, len(fs))
 	tags := make([][]byte, len(fs))
@@ -450,7 +488,7 @@ func (db *DB) copyFrames(ctx context.Context, frames []store.TelemetryFrame, win
 			// bodies' keys, and a retried attempt starts from scratch.
 			fs := append([]store.TelemetryFrame(nil), frames...)
 			var err error
-			out, err = storeFrames(ctx, pgOps{tx}, fs, windows)
+			out, err = storeFrames(ctx, pgOps{tx, db.d.Classify}, fs, windows)
 			return err
 		})
 	})

@@ -87,14 +87,39 @@ func TestFramesIdempotent(t *testing.T) {
 			t.Fatalf("second batch outcomes %v", out2)
 		}
 		err = db.Read(ctx, func(tx store.Tx) error {
+			ws, err := tx.Telemetry().ReplayStates(ctx, []int64{m.ID})
+			if err != nil || len(ws) != 1 || ws[0].Highest != 5 {
+				t.Fatalf("window %+v %v: must stay at 5", ws, err)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// And through the bulk path again, whose first attempt (a COPY on
+		// PostgreSQL) assumes no frame is stored yet: one stored frame in
+		// the batch must send the whole batch down the path that sorts new
+		// from stored, with nothing written twice.
+		out3, err := db.WriteFrames(ctx, []store.TelemetryFrame{
+			reading(m.ID, 7, 0xA7, at.Add(4*time.Hour), 70),
+			reading(m.ID, 6, 0xA6, at.Add(3*time.Hour), 60),
+			reading(m.ID, 5, 0xEE, at, 555),
+		}, []store.ReplayState{win(7)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out3[0] != store.FrameStored || out3[1] != store.FrameDuplicate || out3[2] != store.FrameReused {
+			t.Fatalf("third batch outcomes %v", out3)
+		}
+		err = db.Read(ctx, func(tx store.Tx) error {
 			rs, err := tx.Telemetry().Readings(ctx, m.ID, at.Add(-time.Hour), at.Add(24*time.Hour), 100)
 			if err != nil {
 				return err
 			}
-			if len(rs) != 4 {
-				t.Fatalf("%d readings stored, want 4", len(rs))
+			if len(rs) != 5 {
+				t.Fatalf("%d readings stored, want 5", len(rs))
 			}
-			if rs[0].Counter != 6 || rs[0].Forward != 60 || rs[3].Forward != 10 || len(rs[3].Intervals) != 3 || rs[3].Intervals[2] != 3 || rs[3].Interval != 15*time.Minute || rs[3].Status != 0x41 {
+			if rs[0].Counter != 7 || rs[1].Forward != 60 || rs[4].Forward != 10 || len(rs[4].Intervals) != 3 || rs[4].Intervals[2] != 3 || rs[4].Interval != 15*time.Minute || rs[4].Status != 0x41 {
 				t.Fatalf("readings read back wrong: %+v", rs)
 			}
 			es, err := tx.Telemetry().Events(ctx, m.ID, time.Time{}, 10)
@@ -106,12 +131,12 @@ func TestFramesIdempotent(t *testing.T) {
 				t.Fatalf("acks %+v %v", as, err)
 			}
 			n, err := tx.Telemetry().CountFrames(ctx, m.ID, 0)
-			if err != nil || n != 6 {
-				t.Fatalf("%d frames stored, want 6 (%v)", n, err)
+			if err != nil || n != 7 {
+				t.Fatalf("%d frames stored, want 7 (%v)", n, err)
 			}
 			ws, err := tx.Telemetry().ReplayStates(ctx, []int64{m.ID})
-			if err != nil || len(ws) != 1 || ws[0].Highest != 5 {
-				t.Fatalf("window %+v %v: must stay at 5", ws, err)
+			if err != nil || len(ws) != 1 || ws[0].Highest != 7 {
+				t.Fatalf("window %+v %v: want 7", ws, err)
 			}
 			return nil
 		})
