@@ -412,20 +412,20 @@ func (r credentials) CreateAPIKey(ctx context.Context, k store.APIKey) (store.AP
 }
 
 func (r credentials) APIKeyOperator(ctx context.Context, keyHash []byte) (store.APIKey, store.Operator, error) {
-	var k store.APIKey
+	row := r.queryRow(ctx, `SELECT `+prefixCols("k.", apiKeyCols)+`, `+prefixCols("o.", operatorCols)+`
+		FROM api_keys k JOIN operators o ON o.id = k.operator_id WHERE k.key_hash = ?`, keyHash)
+	// One row, the key's columns then the operator's: each table's scanner
+	// names its half of the destinations and finishes its struct, so the
+	// join cannot drift from what ByID and APIKeys read.
 	var o store.Operator
-	var kCreated, oCreated, oUpdated int64
-	var revoked, vendor sql.NullInt64
-	err := r.row(ctx, `SELECT k.id, k.key_hash, k.prefix, k.operator_id, k.label, k.created_at, k.revoked_at,
-		o.id, o.username, o.display_name, o.role, o.password_hash, o.must_change_password, o.disabled, o.vendor_id, o.created_at, o.updated_at
-		FROM api_keys k JOIN operators o ON o.id = k.operator_id WHERE k.key_hash = ?`, []any{keyHash},
-		&k.ID, &k.KeyHash, &k.Prefix, &k.OperatorID, &k.Label, &kCreated, &revoked,
-		&o.ID, &o.Username, &o.DisplayName, &o.Role, &o.PasswordHash, &o.MustChangePassword, &o.Disabled, &vendor, &oCreated, &oUpdated)
+	k, err := scanAPIKey(func(kDest ...any) error {
+		var err error
+		o, err = scanOperator(func(oDest ...any) error { return row.Scan(append(kDest, oDest...)...) })
+		return err
+	})
 	if err != nil {
-		return store.APIKey{}, store.Operator{}, fmt.Errorf("API key: %w", err)
+		return store.APIKey{}, store.Operator{}, fmt.Errorf("API key: %w", r.db.wrap(err))
 	}
-	k.CreatedAt, k.RevokedAt = fromMicros(kCreated), fromMicros(revoked.Int64)
-	o.CreatedAt, o.UpdatedAt, o.VendorID = fromMicros(oCreated), fromMicros(oUpdated), vendor.Int64
 	return k, o, nil
 }
 
