@@ -168,16 +168,24 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 		g.defs[name] = map[string]any{} // breaks recursion
 		props := map[string]any{}
 		var required []string
-		for i := 0; i < t.NumField(); i++ {
-			f := t.Field(i)
-			if !f.IsExported() {
-				continue
-			}
+		// VisibleFields lists an embedded struct's fields after it, as
+		// encoding/json promotes them: an embedded struct without a JSON
+		// name is flattened into its parent, so the schema skips the
+		// struct itself and takes its fields.
+		for _, f := range reflect.VisibleFields(t) {
 			tag := f.Tag.Get("json")
 			if tag == "-" {
 				continue
 			}
 			name, opts, _ := strings.Cut(tag, ",")
+			if flattened(f, name) || insideNamed(t, f) {
+				continue
+			}
+			// An embedded struct of an unexported type counts: encoding/json
+			// writes it when it has a name.
+			if !f.IsExported() && !(f.Anonymous && structType(f.Type)) {
+				continue
+			}
 			if name == "" {
 				name = f.Name
 			}
@@ -195,6 +203,32 @@ func (g *schemaGen) schema(t reflect.Type) map[string]any {
 		return ref
 	}
 	return map[string]any{}
+}
+
+// flattened reports an embedded struct that encoding/json flattens: one
+// without a JSON name of its own.
+func flattened(f reflect.StructField, jsonName string) bool {
+	return f.Anonymous && jsonName == "" && structType(f.Type)
+}
+
+func structType(t reflect.Type) bool {
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Kind() == reflect.Struct
+}
+
+// insideNamed reports a field promoted from an embedded struct that has a
+// JSON name, which encoding/json keeps as one nested object.
+func insideNamed(t reflect.Type, f reflect.StructField) bool {
+	for k := 1; k < len(f.Index); k++ {
+		outer := t.FieldByIndex(f.Index[:k])
+		name, _, _ := strings.Cut(outer.Tag.Get("json"), ",")
+		if !flattened(outer, name) {
+			return true
+		}
+	}
+	return false
 }
 
 func schemaName(t reflect.Type) string {
