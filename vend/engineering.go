@@ -90,6 +90,14 @@ var stsManagement = map[string]uint8{
 type EngineeringRequest struct {
 	Meter  string `json:"meter"`
 	Action string `json:"action"`
+	EngineeringParams
+	Reason string `json:"reason"`
+}
+
+// EngineeringParams are an action's parameters: what the request table
+// keeps of a request besides meter, action and reason, and what the API
+// shows of it again.
+type EngineeringParams struct {
 	// Value is the STS management token's 16-bit value, the voucher tamper
 	// mask (0 means all flags) or the parameter value.
 	Value uint32 `json:"value,omitempty"`
@@ -102,34 +110,17 @@ type EngineeringRequest struct {
 	PublicKey []byte `json:"public_key,omitempty"`
 	Retire    uint32 `json:"retire,omitempty"`
 	// ValidHours is an engineering voucher's validity (default 24).
-	ValidHours int    `json:"valid_hours,omitempty"`
-	Reason     string `json:"reason"`
-}
-
-// engParams is what the request table keeps of a request besides meter and
-// reason.
-type engParams struct {
-	Value      uint32 `json:"value,omitempty"`
-	Param      uint16 `json:"param,omitempty"`
-	Role       string `json:"role,omitempty"`
-	PublicKey  []byte `json:"public_key,omitempty"`
-	Retire     uint32 `json:"retire,omitempty"`
-	ValidHours int    `json:"valid_hours,omitempty"`
+	ValidHours int `json:"valid_hours,omitempty"`
 }
 
 // EngineeringView is a request as the API shows it, with its tokens once
 // issued.
 type EngineeringView struct {
-	ID          int64         `json:"id"`
-	Meter       string        `json:"meter"`
-	MeterKind   string        `json:"meter_kind"`
-	Action      string        `json:"action"`
-	Value       uint32        `json:"value,omitempty"`
-	Param       uint16        `json:"param,omitempty"`
-	Role        string        `json:"role,omitempty"`
-	PublicKey   []byte        `json:"public_key,omitempty"`
-	Retire      uint32        `json:"retire,omitempty"`
-	ValidHours  int           `json:"valid_hours,omitempty"`
+	ID        int64  `json:"id"`
+	Meter     string `json:"meter"`
+	MeterKind string `json:"meter_kind"`
+	Action    string `json:"action"`
+	EngineeringParams
 	Reason      string        `json:"reason"`
 	State       string        `json:"state"`
 	RequestedBy string        `json:"requested_by"`
@@ -228,7 +219,7 @@ func (s *Service) RequestEngineering(ctx context.Context, a Actor, req Engineeri
 		if err := r.checkFor(m); err != nil {
 			return err
 		}
-		params, err := json.Marshal(engParams{Value: r.Value, Param: r.Param, Role: r.Role, PublicKey: r.PublicKey, Retire: r.Retire, ValidHours: r.ValidHours})
+		params, err := json.Marshal(r.EngineeringParams)
 		if err != nil {
 			return err
 		}
@@ -287,12 +278,11 @@ func (s *Service) ApproveEngineering(ctx context.Context, a Actor, id int64) (En
 		if err != nil {
 			return err
 		}
-		var p engParams
+		var p EngineeringParams
 		if err := json.Unmarshal(r.Params, &p); err != nil {
 			return fmt.Errorf("engineering request %d params: %w", id, err)
 		}
-		req := EngineeringRequest{Meter: m.Number, Action: r.Action, Value: p.Value, Param: p.Param, Role: p.Role,
-			PublicKey: p.PublicKey, Retire: p.Retire, ValidHours: p.ValidHours, Reason: r.Reason}
+		req := EngineeringRequest{Meter: m.Number, Action: r.Action, EngineeringParams: p, Reason: r.Reason}
 		// The meter may have changed since the request (kind, status).
 		if err := req.checkFor(m); err != nil {
 			return err
@@ -416,12 +406,12 @@ func (s *Service) engView(ctx context.Context, tx store.Tx, r store.EngineeringR
 	if err != nil {
 		return EngineeringView{}, err
 	}
-	var p engParams
+	var p EngineeringParams
 	if err := json.Unmarshal(r.Params, &p); err != nil {
 		return EngineeringView{}, fmt.Errorf("engineering request %d params: %w", r.ID, err)
 	}
-	v := EngineeringView{ID: r.ID, Meter: m.Number, MeterKind: m.Kind, Action: r.Action, Value: p.Value, Param: p.Param, Role: p.Role,
-		PublicKey: p.PublicKey, Retire: p.Retire, ValidHours: p.ValidHours, Reason: r.Reason, State: r.State, RequestedAt: r.RequestedAt}
+	v := EngineeringView{ID: r.ID, Meter: m.Number, MeterKind: m.Kind, Action: r.Action, EngineeringParams: p, Reason: r.Reason,
+		State: r.State, RequestedAt: r.RequestedAt}
 	if v.RequestedBy, err = operatorName(ctx, tx, r.RequestedBy); err != nil {
 		return EngineeringView{}, err
 	}

@@ -145,7 +145,7 @@ func TestDualControlSTSTokensAcceptedByMeter(t *testing.T) {
 			value  uint32
 			sub    uint8
 		}{{ActClearTamper, 0, sts.SubClearTamper}, {ActWaterMeterFactor, 1000, sts.SubSetWaterMeterFactor}, {ActClearCredit, 0, sts.SubClearCredit}} {
-			req, err := e.svc.RequestEngineering(ctx, s.engineer, EngineeringRequest{Meter: pan, Action: c.action, Value: c.value, Reason: "work order 77"})
+			req, err := e.svc.RequestEngineering(ctx, s.engineer, EngineeringRequest{Meter: pan, Action: c.action, EngineeringParams: EngineeringParams{Value: c.value}, Reason: "work order 77"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -260,8 +260,8 @@ func TestDualControlEngineeringVouchers(t *testing.T) {
 			kind voucher.Kind
 		}{
 			{EngineeringRequest{Meter: cardMeter, Action: ActClearTamper, Reason: "magnet tamper inspected"}, voucher.KindClearTamper},
-			{EngineeringRequest{Meter: amiMeter, Action: ActSetParameter, Param: 3, Value: 250, ValidHours: 2, Reason: "pulse weight"}, voucher.KindSetParameter},
-			{EngineeringRequest{Meter: amiMeter, Action: ActKeyChange, Role: "credit", PublicKey: newKey, Reason: "trust the new credit key"}, voucher.KindKeyChange},
+			{EngineeringRequest{Meter: amiMeter, Action: ActSetParameter, EngineeringParams: EngineeringParams{Param: 3, Value: 250, ValidHours: 2}, Reason: "pulse weight"}, voucher.KindSetParameter},
+			{EngineeringRequest{Meter: amiMeter, Action: ActKeyChange, EngineeringParams: EngineeringParams{Role: "credit", PublicKey: newKey}, Reason: "trust the new credit key"}, voucher.KindKeyChange},
 		} {
 			req, err := e.svc.RequestEngineering(ctx, s.engineer, c.req)
 			if err != nil {
@@ -309,10 +309,10 @@ func TestDualControlEngineeringVouchers(t *testing.T) {
 			field string
 		}{
 			{EngineeringRequest{Meter: cardMeter, Action: ActClearCredit, Reason: "x"}, "action"},
-			{EngineeringRequest{Meter: cardMeter, Action: ActKeyChange, Role: "credit", PublicKey: []byte{1, 2}, Reason: "x"}, "public_key"},
-			{EngineeringRequest{Meter: cardMeter, Action: ActSetParameter, Param: 1, ValidHours: MaxVoucherHours + 1, Reason: "x"}, "valid_hours"},
+			{EngineeringRequest{Meter: cardMeter, Action: ActKeyChange, EngineeringParams: EngineeringParams{Role: "credit", PublicKey: []byte{1, 2}}, Reason: "x"}, "public_key"},
+			{EngineeringRequest{Meter: cardMeter, Action: ActSetParameter, EngineeringParams: EngineeringParams{Param: 1, ValidHours: MaxVoucherHours + 1}, Reason: "x"}, "valid_hours"},
 			{EngineeringRequest{Meter: pan, Action: ActSetParameter, Reason: "x"}, "action"},
-			{EngineeringRequest{Meter: pan, Action: ActWaterMeterFactor, Value: 70000, Reason: "x"}, "value"},
+			{EngineeringRequest{Meter: pan, Action: ActWaterMeterFactor, EngineeringParams: EngineeringParams{Value: 70000}, Reason: "x"}, "value"},
 			{EngineeringRequest{Meter: pan, Action: ActClearTamper}, "reason"},
 			{EngineeringRequest{Meter: "999", Action: ActClearTamper, Reason: "x"}, "meter"},
 		} {
