@@ -24,7 +24,7 @@ type schemaOuter struct {
 	ID int `json:"id"`
 	schemaInner
 	*schemaHidden
-	Named schemaNamed `json:"named"`
+	Named  schemaNamed `json:"named"`
 	Tagged schemaNamed
 	E      string `json:"e,omitempty"`
 	F      int    `json:"-"`
