@@ -26,6 +26,7 @@ package bench
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"maps"
@@ -151,6 +152,36 @@ func (o *Options) drivers() []string {
 		ds = append(ds, "postgres")
 	}
 	return ds
+}
+
+// onEachDriver runs a measurement on each selected database in turn; a
+// PostgreSQL that cannot be reached is reported and skipped, any other
+// failure ends the run with the figures measured so far.
+func (o *Options) onEachDriver(ctx context.Context, on func(context.Context, *Options, string) ([]Result, error)) ([]Result, error) {
+	var out []Result
+	for _, drv := range o.drivers() {
+		rs, err := on(ctx, o, drv)
+		out = append(out, rs...)
+		if errors.Is(err, errNoPostgres) {
+			o.say("postgres: skipped: %v", err)
+			continue
+		}
+		if err != nil {
+			return out, fmt.Errorf("%s: %w", drv, err)
+		}
+	}
+	return out, nil
+}
+
+// one adapts a measurement that gives one figure to onEachDriver.
+func one(on func(context.Context, *Options, string) (Result, error)) func(context.Context, *Options, string) ([]Result, error) {
+	return func(ctx context.Context, o *Options, drv string) ([]Result, error) {
+		r, err := on(ctx, o, drv)
+		if err != nil {
+			return nil, err
+		}
+		return []Result{r}, nil
+	}
 }
 
 // Run performs the selected measurements in order and returns every figure.

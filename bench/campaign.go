@@ -2,7 +2,6 @@ package bench
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strconv"
 	"time"
@@ -23,19 +22,7 @@ var benchVendingKey2 = []byte("\x13\x57\x9b\xdf\x02\x46\x8a\xce\x13\x57\x9b\xdf\
 // key-change set (DKGA04 in the key manager, MISTY1, the meter's new key
 // state and tokens stored), one transaction per batch.
 func runCampaign(ctx context.Context, o *Options) ([]Result, error) {
-	var out []Result
-	for _, drv := range o.drivers() {
-		r, err := campaignOn(ctx, o, drv)
-		if errors.Is(err, errNoPostgres) {
-			o.say("postgres: skipped: %v", err)
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", drv, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return o.onEachDriver(ctx, one(campaignOn))
 }
 
 func campaignOn(ctx context.Context, o *Options, drv string) (Result, error) {

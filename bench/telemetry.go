@@ -34,19 +34,7 @@ const (
 // checks the replay window, writes batches in one transaction (COPY on
 // PostgreSQL) and acknowledges after the commit.
 func runTelemetry(ctx context.Context, o *Options) ([]Result, error) {
-	var out []Result
-	for _, drv := range o.drivers() {
-		r, err := telemetryOn(ctx, o, drv)
-		if errors.Is(err, errNoPostgres) {
-			o.say("postgres: skipped: %v", err)
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", drv, err)
-		}
-		out = append(out, r)
-	}
-	return out, nil
+	return o.onEachDriver(ctx, one(telemetryOn))
 }
 
 func benchReading(id uint64, counter uint32, at time.Time) *frame.Frame {

@@ -394,19 +394,7 @@ func (r *rig) openLoop(ctx context.Context, perSecond float64, d time.Duration) 
 }
 
 func runVend(ctx context.Context, o *Options) ([]Result, error) {
-	var out []Result
-	for _, drv := range o.drivers() {
-		rs, err := vendOn(ctx, o, drv)
-		out = append(out, rs...)
-		if errors.Is(err, errNoPostgres) {
-			o.say("postgres: skipped: %v", err)
-			continue
-		}
-		if err != nil {
-			return out, fmt.Errorf("%s: %w", drv, err)
-		}
-	}
-	return out, nil
+	return o.onEachDriver(ctx, vendOn)
 }
 
 func vendOn(ctx context.Context, o *Options, drv string) ([]Result, error) {
