@@ -5,9 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"testing"
 	"time"
@@ -15,6 +13,7 @@ import (
 	"sluice/auth"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -103,34 +102,6 @@ func TestObserveRaisesAlerts(t *testing.T) {
 	})
 }
 
-// api is a test HTTP client logged in as one operator.
-type api struct {
-	t    *testing.T
-	base string
-	c    *http.Client
-}
-
-func (a api) do(method, path string, body any) (int, []byte) {
-	a.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, _ := json.Marshal(body)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, a.base+"/api/v1"+path, rd)
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-Sluice-Console", "1")
-	resp, err := a.c.Do(req)
-	if err != nil {
-		a.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
 func TestAlertAPI(t *testing.T) {
 	db := storetest.OpenSQLite(t, false)
 	ctx := context.Background()
@@ -143,53 +114,48 @@ func TestAlertAPI(t *testing.T) {
 	srv := server.New(server.Config{Store: db, Auth: auth.NewService(db, cheap, nil), Vend: vend.New(vend.Config{Store: db, Keys: vend.KMSKeys{KM: km}}), Extra: Routes(s)})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
-	login := func(role string) api {
+	login := func(role string) *servertest.Client {
 		h, _ := auth.Hash("password-"+role, cheap)
 		db.Tx(ctx, func(tx store.Tx) error {
 			_, err := tx.Operators().Create(ctx, store.Operator{Username: role + "1", DisplayName: role, Role: role, PasswordHash: h})
 			return err
 		})
-		jar, _ := cookiejar.New(nil)
-		a := api{t, ts.URL, &http.Client{Jar: jar}}
-		if st, b := a.do("POST", "/auth/login", map[string]string{"username": role + "1", "password": "password-" + role}); st != 200 {
-			t.Fatalf("login %s: %d %s", role, st, b)
-		}
-		return a
+		return servertest.Login(t, ts.URL, role+"1", "password-"+role)
 	}
 	auditor, vendor, sup := login(auth.Auditor), login(auth.Vendor), login(auth.Supervisor)
 
-	st, b := auditor.do("GET", "/alerts?state=open", nil)
+	st, b := auditor.Do("GET", "/alerts?state=open", nil)
 	var l AlertList
 	json.Unmarshal(b, &l)
 	if st != 200 || len(l.Alerts) != 1 || l.Alerts[0].Rule != RuleTamperCover {
 		t.Fatalf("list: %d %s", st, b)
 	}
 	id := l.Alerts[0].ID
-	if st, _ := vendor.do("GET", "/alerts", nil); st != http.StatusForbidden {
+	if st, _ := vendor.Do("GET", "/alerts", nil); st != http.StatusForbidden {
 		t.Fatalf("a vendor read alerts: %d", st)
 	}
-	if st, _ := auditor.do("POST", fmt.Sprintf("/alerts/%d/acknowledge", id), nil); st != http.StatusForbidden {
+	if st, _ := auditor.Do("POST", fmt.Sprintf("/alerts/%d/acknowledge", id), nil); st != http.StatusForbidden {
 		t.Fatalf("an auditor acted on an alert: %d", st)
 	}
-	if st, b := sup.do("POST", fmt.Sprintf("/alerts/%d/acknowledge", id), nil); st != 200 || !bytes.Contains(b, []byte(`"state":"acknowledged"`)) {
+	if st, b := sup.Do("POST", fmt.Sprintf("/alerts/%d/acknowledge", id), nil); st != 200 || !bytes.Contains(b, []byte(`"state":"acknowledged"`)) {
 		t.Fatalf("acknowledge: %d %s", st, b)
 	}
-	if st, b := sup.do("POST", fmt.Sprintf("/alerts/%d/acknowledge", id), nil); st != http.StatusConflict {
+	if st, b := sup.Do("POST", fmt.Sprintf("/alerts/%d/acknowledge", id), nil); st != http.StatusConflict {
 		t.Fatalf("acknowledge twice: %d %s", st, b)
 	}
-	if st, b := sup.do("POST", fmt.Sprintf("/alerts/%d/resolve", id), map[string]string{"note": " "}); st != 400 || !bytes.Contains(b, []byte(`"note"`)) {
+	if st, b := sup.Do("POST", fmt.Sprintf("/alerts/%d/resolve", id), map[string]string{"note": " "}); st != 400 || !bytes.Contains(b, []byte(`"note"`)) {
 		t.Fatalf("resolve without a note: %d %s", st, b)
 	}
-	if st, b := sup.do("POST", fmt.Sprintf("/alerts/%d/resolve", id), map[string]string{"note": "cover resealed, meter inspected"}); st != 200 || !bytes.Contains(b, []byte(`"state":"resolved"`)) {
+	if st, b := sup.Do("POST", fmt.Sprintf("/alerts/%d/resolve", id), map[string]string{"note": "cover resealed, meter inspected"}); st != 200 || !bytes.Contains(b, []byte(`"state":"resolved"`)) {
 		t.Fatalf("resolve: %d %s", st, b)
 	}
-	if st, b := auditor.do("GET", fmt.Sprintf("/alerts/%d", id), nil); st != 200 || !bytes.Contains(b, []byte(`"note":"cover resealed, meter inspected"`)) || !bytes.Contains(b, []byte(`"resolved_by":"operator:supervisor1"`)) {
+	if st, b := auditor.Do("GET", fmt.Sprintf("/alerts/%d", id), nil); st != 200 || !bytes.Contains(b, []byte(`"note":"cover resealed, meter inspected"`)) || !bytes.Contains(b, []byte(`"resolved_by":"operator:supervisor1"`)) {
 		t.Fatalf("get: %d %s", st, b)
 	}
-	if st, _ := auditor.do("GET", "/alerts/999", nil); st != http.StatusNotFound {
+	if st, _ := auditor.Do("GET", "/alerts/999", nil); st != http.StatusNotFound {
 		t.Fatalf("missing alert: %d", st)
 	}
-	if st, _ := auditor.do("GET", "/alerts?state=bogus", nil); st != 400 {
+	if st, _ := auditor.Do("GET", "/alerts?state=bogus", nil); st != 400 {
 		t.Fatalf("bad filter: %d", st)
 	}
 	var actions []string
