@@ -7,13 +7,10 @@ package console
 // `sluice serve` does.
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
-	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -44,6 +41,7 @@ import (
 	"sluice/protect"
 	"sluice/report"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlite"
 	"sluice/vend"
@@ -154,60 +152,13 @@ func startHeadend(t *testing.T) *headend {
 	}}
 }
 
-// client is a logged-in API client, used to set up data the way an
-// integration would.
-type client struct {
-	t    *testing.T
-	base string
-	c    *http.Client
-}
-
-func (h *headend) login(t *testing.T, user, pass string) *client {
-	t.Helper()
-	jar, _ := cookiejar.New(nil)
-	c := &client{t: t, base: h.url, c: &http.Client{Jar: jar, Timeout: 10 * time.Second}}
-	c.must(200, "POST", "/auth/login", map[string]string{"username": user, "password": pass}, nil)
-	return c
-}
-
-func (c *client) must(want int, method, path string, body, out any) {
-	c.t.Helper()
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		js, _ := json.Marshal(b)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, c.base+"/api/v1"+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-Sluice-Console", "1")
-	res, err := c.c.Do(req)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	defer res.Body.Close()
-	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode != want {
-		c.t.Fatalf("%s %s: %d %s", method, path, res.StatusCode, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			c.t.Fatal(err)
-		}
-	}
-}
-
 // operator creates an operator and sets its own password.
-func (h *headend) operator(t *testing.T, admin *client, user, role, vendor, pass string) *client {
+func (h *headend) operator(t *testing.T, admin *servertest.Client, user, role, vendor, pass string) *servertest.Client {
+	t.Helper()
 	var created server.NewOperatorResponse
-	admin.must(201, "POST", "/operators", auth.NewOperator{Username: user, DisplayName: strings.ToUpper(user[:1]) + user[1:], Role: role, Vendor: vendor}, &created)
-	c := h.login(t, user, created.OneTimePassword)
-	c.must(200, "POST", "/auth/password", server.PasswordRequest{CurrentPassword: created.OneTimePassword, NewPassword: pass}, nil)
+	admin.Must(201, "POST", "/operators", auth.NewOperator{Username: user, DisplayName: strings.ToUpper(user[:1]) + user[1:], Role: role, Vendor: vendor}, &created)
+	c := servertest.Login(t, h.url, user, created.OneTimePassword)
+	c.Must(200, "POST", "/auth/password", server.PasswordRequest{CurrentPassword: created.OneTimePassword, NewPassword: pass}, nil)
 	return c
 }
 
@@ -423,26 +374,26 @@ func TestConsoleEndToEnd(t *testing.T) {
 	// float, a supply group, a tariff, a customer with arrears and an STS
 	// meter still on key revision 1, then the group moves to revision 2 so
 	// the meter's next purchase carries a key change.
-	admin := h.login(t, "admin", adminPass)
-	admin.must(201, "POST", "/vendors", vend.NewVendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 5_000_000}, nil)
-	admin.must(201, "POST", "/vendors", vend.NewVendor{Code: "SPAZA7", Name: "Corner shop", DailyLimitCents: 500_000}, nil)
-	admin.must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
+	admin := servertest.Login(t, h.url, "admin", adminPass)
+	admin.Must(201, "POST", "/vendors", vend.NewVendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 5_000_000}, nil)
+	admin.Must(201, "POST", "/vendors", vend.NewVendor{Code: "SPAZA7", Name: "Corner shop", DailyLimitCents: 500_000}, nil)
+	admin.Must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
 	tariff, err := os.ReadFile("testdata/good_domestic_tariff.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin.must(200, "PUT", "/tariffs/DOM-2026", tariff, nil)
-	admin.must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-001", Name: "Thandi Nkosi", Address: "12 Vilakazi St", Area: "Soweto"}, nil)
-	admin.must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-002", Name: "Sipho Dlamini", Area: "Soweto"}, nil)
-	admin.must(201, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: "ACC-001", Tariff: "DOM-2026", SupplyGroup: "123457", Area: "Soweto"}, nil)
-	admin.must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 2, TI: 1}, nil)
+	admin.Must(200, "PUT", "/tariffs/DOM-2026", json.RawMessage(tariff), nil)
+	admin.Must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-001", Name: "Thandi Nkosi", Address: "12 Vilakazi St", Area: "Soweto"}, nil)
+	admin.Must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-002", Name: "Sipho Dlamini", Area: "Soweto"}, nil)
+	admin.Must(201, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: "ACC-001", Tariff: "DOM-2026", SupplyGroup: "123457", Area: "Soweto"}, nil)
+	admin.Must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 2, TI: 1}, nil)
 	super := h.operator(t, admin, "sam", auth.Supervisor, "", "supervisor password one")
 	h.operator(t, admin, "cashier1", auth.Vendor, "OFFICE1", "cashier password one")
 	h.operator(t, admin, "eve", auth.Engineer, "", "engineer password one")
 	h.operator(t, admin, "audrey", auth.Auditor, "", "auditor password one")
-	super.must(201, "POST", "/vendors/OFFICE1/deposits", server.DepositBody{AmountCents: 1_000_000, Reference: "SLIP-1"}, nil)
-	super.must(201, "POST", "/vendors/SPAZA7/deposits", server.DepositBody{AmountCents: 50_000, Reference: "SLIP-2"}, nil)
-	super.must(201, "POST", "/customers/ACC-001/debt", server.DebtBody{AmountCents: 20_000, Reference: "ARREARS-2026"}, nil)
+	super.Must(201, "POST", "/vendors/OFFICE1/deposits", server.DepositBody{AmountCents: 1_000_000, Reference: "SLIP-1"}, nil)
+	super.Must(201, "POST", "/vendors/SPAZA7/deposits", server.DepositBody{AmountCents: 50_000, Reference: "SLIP-2"}, nil)
+	super.Must(201, "POST", "/customers/ACC-001/debt", server.DebtBody{AmountCents: 20_000, Reference: "ARREARS-2026"}, nil)
 
 	// The cashier vends: search by name, preview, pay, receipt.
 	var receipt []tokenView
@@ -486,12 +437,12 @@ func TestConsoleEndToEnd(t *testing.T) {
 	}
 	// The receipt shows exactly the tokens the head-end stored.
 	var purchases []server.PurchaseRow
-	super.must(200, "GET", "/meters/"+pan+"/purchases", nil, &purchases)
+	super.Must(200, "GET", "/meters/"+pan+"/purchases", nil, &purchases)
 	if len(purchases) != 1 {
 		t.Fatalf("purchases %+v", purchases)
 	}
 	var stored vend.Receipt
-	super.must(200, "GET", fmt.Sprint("/purchases/", purchases[0].ID), nil, &stored)
+	super.Must(200, "GET", fmt.Sprint("/purchases/", purchases[0].ID), nil, &stored)
 	for i, tk := range stored.Tokens {
 		if strings.ReplaceAll(receipt[i].Digits, " ", "") != tk.Token {
 			t.Errorf("receipt token %d %q, stored %q", i, receipt[i].Digits, tk.Token)
@@ -572,7 +523,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if !regexp.MustCompile(`^[0-9a-f-]{36}$`).MatchString(keyBefore) {
 		t.Errorf("purchase key %q is not a UUID", keyBefore)
 	}
-	super.must(200, "GET", "/meters/"+pan+"/purchases", nil, &purchases)
+	super.Must(200, "GET", "/meters/"+pan+"/purchases", nil, &purchases)
 	if len(purchases) != 2 {
 		t.Fatalf("after a lost answer and a retry the meter has %d purchases, want 2: %+v", len(purchases), purchases)
 	}
@@ -583,7 +534,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	if purchases[1].ID > last.ID {
 		last = purchases[1]
 	}
-	super.must(200, "GET", fmt.Sprint("/purchases/", last.ID), nil, &stored)
+	super.Must(200, "GET", fmt.Sprint("/purchases/", last.ID), nil, &stored)
 	if strings.ReplaceAll(second[0].Digits, " ", "") != stored.Tokens[0].Token {
 		t.Errorf("retry showed %s, the head-end sold %s", second[0].Digits, stored.Tokens[0].Token)
 	}
@@ -701,7 +652,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		t.Errorf("deposit: %q", depositMsg)
 	}
 	var vendors []server.Vendor
-	super.must(200, "GET", "/vendors", nil, &vendors)
+	super.Must(200, "GET", "/vendors", nil, &vendors)
 	for _, v := range vendors {
 		if v.Code == "OFFICE1" {
 			floatAfter = v
@@ -778,7 +729,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 		res.Body.Close()
 	}
 	var registered server.Meter
-	admin.must(200, "GET", "/meters/600727000000000017", nil, &registered)
+	admin.Must(200, "GET", "/meters/600727000000000017", nil, &registered)
 	if registered.Customer != "ACC-003" || registered.SupplyGroup != "123457" || registered.Tariff != "DOM-2026" {
 		t.Errorf("meter registered in the console: %+v", registered)
 	}
