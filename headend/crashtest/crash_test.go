@@ -11,7 +11,6 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +30,7 @@ import (
 	"sluice/keys"
 	"sluice/kms"
 	"sluice/kms/filekms"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/storetest"
 	"sluice/sts"
@@ -120,7 +120,7 @@ func run(t *testing.T, sz size, dbFlags []string) {
 
 	// Purchases from concurrent clients that retry on any error, while the
 	// server is killed and restarted.
-	till := &client{base: srv.base, hc: newHTTPClient(sz.clients), bearer: apiKey}
+	till := &terminal{base: srv.base, hc: newHTTPClient(sz.clients), apiKey: apiKey}
 	type result struct {
 		status  int
 		receipt vend.Receipt
@@ -391,26 +391,26 @@ func setUp(t *testing.T, srv *server, sz size) (apiKey string, pans []string) {
 		}
 	}
 	admin := login(t, srv, "admin", bootPass, "crash test admin password")
-	admin.must(t, 201, "POST", "/vendors", vend.NewVendor{Code: vendorCode, Name: "Main office", DailyLimitCents: 10_000_000_000})
-	admin.must(t, 200, "PUT", "/supply-groups/"+supplyGroup, vend.SupplyGroupSpec{Code: supplyGroup, Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1})
+	admin.Must(201, "POST", "/vendors", vend.NewVendor{Code: vendorCode, Name: "Main office", DailyLimitCents: 10_000_000_000}, nil)
+	admin.Must(200, "PUT", "/supply-groups/"+supplyGroup, vend.SupplyGroupSpec{Code: supplyGroup, Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
 	def, err := os.ReadFile("testdata/domestic.json")
 	if err != nil {
 		t.Fatal(err)
 	}
-	admin.must(t, 200, "PUT", "/tariffs/DOM-2026", json.RawMessage(def))
+	admin.Must(200, "PUT", "/tariffs/DOM-2026", json.RawMessage(def), nil)
 	for i := range sz.meters {
 		acc := fmt.Sprintf("ACC-%03d", i)
-		admin.must(t, 201, "POST", "/customers", vend.NewCustomer{Account: acc, Name: "Household " + acc, Area: "Soweto"})
+		admin.Must(201, "POST", "/customers", vend.NewCustomer{Account: acc, Name: "Household " + acc, Area: "Soweto"}, nil)
 		drn := fmt.Sprintf("600727%011d", 1000+i)
 		d, err := sts.LuhnDigit(drn)
 		if err != nil {
 			t.Fatal(err)
 		}
 		pan := drn + strconv.Itoa(d)
-		admin.must(t, 201, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: acc, Tariff: "DOM-2026", SupplyGroup: supplyGroup})
+		admin.Must(201, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: acc, Tariff: "DOM-2026", SupplyGroup: supplyGroup}, nil)
 		pans = append(pans, pan)
 	}
-	newOperator := func(username, role, vendor string) *client {
+	newOperator := func(username, role, vendor string) *servertest.Client {
 		var created struct {
 			OneTimePassword string `json:"one_time_password"`
 		}
@@ -418,47 +418,45 @@ func setUp(t *testing.T, srv *server, sz size) (apiKey string, pans []string) {
 		if vendor != "" {
 			body["vendor"] = vendor
 		}
-		admin.mustDecode(t, 201, "POST", "/operators", body, &created)
+		admin.Must(201, "POST", "/operators", body, &created)
 		return login(t, srv, username, created.OneTimePassword, "a long enough password for "+username)
 	}
 	super := newOperator("supervisor1", "supervisor", "")
-	super.must(t, 201, "POST", "/vendors/"+vendorCode+"/deposits", map[string]any{"amount_cents": deposit(sz), "reference": "SLIP-1"})
+	super.Must(201, "POST", "/vendors/"+vendorCode+"/deposits", map[string]any{"amount_cents": deposit(sz), "reference": "SLIP-1"}, nil)
 	newOperator("till1", "vendor", vendorCode)
 	var key struct {
 		Key string `json:"key"`
 	}
-	admin.mustDecode(t, 201, "POST", "/api-keys", map[string]string{"operator": "till1", "label": "crash test till"}, &key)
+	admin.Must(201, "POST", "/api-keys", map[string]string{"operator": "till1", "label": "crash test till"}, &key)
 	if key.Key == "" {
 		t.Fatal("no API key issued")
 	}
 	return key.Key, pans
 }
 
-// login logs in with a one-time password, replaces it, and logs in again.
-func login(t *testing.T, srv *server, user, oneTime, newPass string) *client {
+// login logs in with a one-time password, replaces it, and logs in again
+// in a fresh session.
+func login(t *testing.T, srv *server, user, oneTime, newPass string) *servertest.Client {
 	t.Helper()
-	c := &client{base: srv.base, hc: newHTTPClient(1), console: true}
-	c.hc.Jar, _ = cookiejar.New(nil)
-	c.must(t, 200, "POST", "/auth/login", map[string]string{"username": user, "password": oneTime})
-	c.must(t, 200, "POST", "/auth/password", map[string]string{"current_password": oneTime, "new_password": newPass})
-	c.hc.Jar, _ = cookiejar.New(nil)
-	c.must(t, 200, "POST", "/auth/login", map[string]string{"username": user, "password": newPass})
-	return c
+	servertest.Login(t, srv.base, user, oneTime).Must(200, "POST", "/auth/password", map[string]string{"current_password": oneTime, "new_password": newPass}, nil)
+	return servertest.Login(t, srv.base, user, newPass)
 }
 
-// client is one API caller: a console session (cookie) or a till (API key).
-type client struct {
-	base    string
-	hc      *http.Client
-	bearer  string
-	console bool
+// terminal is a vending till on an API key. Unlike servertest's console
+// sessions it returns a failed connection as an error rather than failing
+// the test: the server is killed under it, its callers retry, and they run
+// in goroutines other than the test's.
+type terminal struct {
+	base   string
+	hc     *http.Client
+	apiKey string
 }
 
 func newHTTPClient(conns int) *http.Client {
 	return &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: conns, DisableCompression: true}}
 }
 
-func (c *client) do(method, path string, body any, hdr map[string]string) (int, []byte, error) {
+func (c *terminal) do(method, path string, body any, hdr map[string]string) (int, []byte, error) {
 	var rd io.Reader
 	if body != nil {
 		js, err := json.Marshal(body)
@@ -474,12 +472,7 @@ func (c *client) do(method, path string, body any, hdr map[string]string) (int, 
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	if c.console {
-		req.Header.Set("X-Sluice-Console", "1")
-	}
-	if c.bearer != "" {
-		req.Header.Set("Authorization", "Bearer "+c.bearer)
-	}
+	req.Header.Set("Authorization", "Bearer "+c.apiKey)
 	for k, v := range hdr {
 		req.Header.Set(k, v)
 	}
@@ -490,24 +483,6 @@ func (c *client) do(method, path string, body any, hdr map[string]string) (int, 
 	defer resp.Body.Close()
 	b, err := io.ReadAll(resp.Body)
 	return resp.StatusCode, b, err
-}
-
-func (c *client) must(t *testing.T, status int, method, path string, body any) {
-	t.Helper()
-	c.mustDecode(t, status, method, path, body, nil)
-}
-
-func (c *client) mustDecode(t *testing.T, status int, method, path string, body, out any) {
-	t.Helper()
-	code, b, err := c.do(method, path, body, nil)
-	if err != nil || code != status {
-		t.Fatalf("%s %s = %d %v, want %d: %s", method, path, code, err, status, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
 }
 
 // server is `sluice serve` as a child process on a fixed address, so
