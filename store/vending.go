@@ -28,10 +28,6 @@ type Vendors interface {
 	// AdjustFloat adds delta (negative for a vend) to the float in one
 	// conditional statement; ErrConstraint when it would go below zero.
 	AdjustFloat(ctx context.Context, id, delta int64) (after int64, err error)
-	// AddDaySales counts cents against the vendor's limit for day
-	// (YYYY-MM-DD) in one statement that reads the limit too;
-	// ErrConstraint when the limit would be exceeded.
-	AddDaySales(ctx context.Context, id int64, day string, cents int64) error
 	// DaySales is what the vendor sold on day.
 	DaySales(ctx context.Context, id int64, day string) (int64, error)
 }
@@ -217,9 +213,9 @@ type PurchaseStart struct {
 	Meter Meter
 	// KeyUsed: the vendor has used the idempotency key already.
 	KeyUsed bool
-	// NextID is reserved for the purchase: Create with it inserts the
-	// row once, receipt included, instead of inserting and then storing
-	// a receipt that names the ID.
+	// NextID is reserved for the purchase: Record inserts the row under
+	// it once, receipt included, instead of inserting and then storing a
+	// receipt that names the ID.
 	NextID int64
 }
 
@@ -287,10 +283,6 @@ type Purchases interface {
 	// round trip (a pipeline). The first refusal ends it: ErrKeyUsed,
 	// ErrFloatShort, ErrOverDailyLimit or another store error.
 	Record(ctx context.Context, r PurchaseRecord) error
-	// Create inserts p, with p.ID when it is set (a Start's NextID);
-	// ErrConflict when the vendor used the idempotency key already (the
-	// caller then reads the existing purchase).
-	Create(ctx context.Context, p Purchase) (Purchase, error)
 	ByID(ctx context.Context, id int64) (Purchase, error)
 	ByKey(ctx context.Context, vendorID int64, key string) (Purchase, error)
 	ByMeter(ctx context.Context, meterID int64, limit int) ([]Purchase, error)

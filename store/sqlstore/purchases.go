@@ -34,8 +34,8 @@ func (r purchases) Start(ctx context.Context, vendorID int64, key, meterNumber s
 	// The meter's own columns are read under its lock (PostgreSQL reads a
 	// locked row again if it changed while waiting). The key's use is
 	// read from the statement's snapshot, possibly before a concurrent
-	// purchase with the same key committed: the unique index on Create
-	// settles that race, as it always did.
+	// purchase with the same key committed: the unique index refuses the
+	// second Record (ErrKeyUsed), as it always settled that race.
 	row := r.queryRow(ctx, `SELECT `+meterCols+`,
 		EXISTS (SELECT 1 FROM purchases WHERE vendor_id = ? AND idempotency_key = ?), `+r.db.d.NextID("purchases")+`
 		FROM meters WHERE number = ?`+r.db.d.ForUpdate, vendorID, key, meterNumber)
@@ -88,32 +88,27 @@ func (r purchases) Inputs(ctx context.Context, vendorID int64, m store.Meter, mo
 	return in, nil
 }
 
-func (r purchases) Create(ctx context.Context, p store.Purchase) (store.Purchase, error) {
-	if err := r.steps(ctx, []step{purchaseStep(&p)}); err != nil {
-		return store.Purchase{}, err
-	}
-	return p, nil
-}
-
-// purchaseStep inserts p, with p.ID when it is set, and sets p.ID.
-func purchaseStep(p *store.Purchase) step {
+// purchaseStep inserts p under the ID its Start reserved; ErrKeyUsed (and
+// ErrConflict) when the vendor used p's idempotency key already.
+func purchaseStep(p store.Purchase) step {
 	if p.CreatedAt.IsZero() {
 		p.CreatedAt = now()
 	}
-	done := func(_ int64, err error) error {
-		if err != nil {
-			return fmt.Errorf("create purchase: %w", err)
-		}
-		return nil
+	return step{
+		q: `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at, id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		args: []any{p.VendorID, p.IdempotencyKey, p.RequestHash, p.OperatorID, p.MeterID, nullID(p.CustomerID), p.TenderedCents, p.PaidCents,
+			p.Litres, p.State, string(p.Response), micros(p.CreatedAt), p.ID},
+		done: func(_ int64, err error) error {
+			if errors.Is(err, store.ErrConflict) {
+				return fmt.Errorf("purchase %d: %w: %w", p.ID, store.ErrKeyUsed, err)
+			}
+			if err != nil {
+				return fmt.Errorf("create purchase: %w", err)
+			}
+			return nil
+		},
 	}
-	args := []any{p.VendorID, p.IdempotencyKey, p.RequestHash, p.OperatorID, p.MeterID, nullID(p.CustomerID), p.TenderedCents, p.PaidCents,
-		p.Litres, p.State, string(p.Response), micros(p.CreatedAt)}
-	if p.ID != 0 {
-		return step{q: `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at, id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`, args: append(args, p.ID), done: done}
-	}
-	return step{q: `INSERT INTO purchases (vendor_id, idempotency_key, request_hash, operator_id, meter_id, customer_id, tendered_cents, paid_cents, litres, state, response, created_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id`, args: args, dest: []any{&p.ID}, done: done}
 }
 
 func (r purchases) Record(ctx context.Context, rec store.PurchaseRecord) error {
@@ -121,15 +116,7 @@ func (r purchases) Record(ctx context.Context, rec store.PurchaseRecord) error {
 	if p.ID == 0 {
 		return fmt.Errorf("record purchase: no ID reserved")
 	}
-	create := purchaseStep(&p)
-	created := create.done
-	create.done = func(n int64, err error) error {
-		if errors.Is(err, store.ErrConflict) {
-			return fmt.Errorf("purchase %d: %w: %w", p.ID, store.ErrKeyUsed, err)
-		}
-		return created(n, err)
-	}
-	ss := []step{create}
+	ss := []step{purchaseStep(p)}
 	for i := range rec.Tokens {
 		t := rec.Tokens[i]
 		t.PurchaseID = p.ID

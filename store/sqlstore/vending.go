@@ -109,16 +109,6 @@ func (r vendors) exists(ctx context.Context, id int64) error {
 	return nil
 }
 
-func (r vendors) AddDaySales(ctx context.Context, id int64, day string, cents int64) error {
-	err := r.steps(ctx, []step{daySalesStep(id, day, cents)})
-	if errors.Is(err, store.ErrOverDailyLimit) {
-		if err := r.exists(ctx, id); err != nil {
-			return err
-		}
-	}
-	return err
-}
-
 // daySalesStep counts cents against a vendor's daily limit; ErrOverDailyLimit
 // (and ErrConstraint) when the limit would be exceeded, or when the vendor
 // does not exist.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -105,35 +106,154 @@ func adjust(db *sqlstore.DB, id, delta int64) (int64, error) {
 	return after, err
 }
 
+// record is what vend.Service records for a sale of paid cents on day
+// (YYYY-MM-DD) under the ID st reserved: no tokens and an empty receipt
+// unless the caller adds them.
+func record(f fixture, st store.PurchaseStart, key string, paid int64, day string) store.PurchaseRecord {
+	id := strconv.FormatInt(st.NextID, 10)
+	at := time.Now()
+	return store.PurchaseRecord{
+		Purchase: store.Purchase{ID: st.NextID, VendorID: f.vendor.ID, IdempotencyKey: key, RequestHash: []byte{1}, OperatorID: f.operator.ID,
+			MeterID: st.Meter.ID, CustomerID: st.Meter.CustomerID, TenderedCents: paid, PaidCents: paid,
+			State: store.PurchaseCompleted, Response: []byte(`{}`), CreatedAt: at},
+		Meter:  st.Meter,
+		Month:  store.MeterMonth{MeterID: st.Meter.ID, Month: day[:7]},
+		Ledger: store.LedgerEntry{ID: "purchase:" + id, Type: "purchase", Purchase: id, Time: at},
+		Audit:  store.AuditRecord{At: at, Actor: "storetest", Action: "vend.purchase", Object: "purchase/" + id, Details: []byte(`{}`)},
+		Day:    day,
+	}
+}
+
+// buy makes a purchase in a transaction of its own, the way vend.Service
+// does: Start locks the meter and reserves the ID, Record writes the rest.
+// It records even when Start saw the key used, as a purchase does that
+// raced another with the same key (its Start ran before the other
+// committed): what refuses it then is the database.
+func buy(db *sqlstore.DB, f fixture, meter, key string, paid int64, day string) error {
+	ctx := context.Background()
+	return db.Tx(ctx, func(tx store.Tx) error {
+		st, err := tx.Purchases().Start(ctx, f.vendor.ID, key, meter)
+		if err != nil {
+			return err
+		}
+		return tx.Purchases().Record(ctx, record(f, st, key, paid, day))
+	})
+}
+
+// overLimit is the refusal vend.Service turns into ErrDailyLimit.
+func overLimit(err error) bool {
+	return errors.Is(err, store.ErrOverDailyLimit) && errors.Is(err, store.ErrConstraint)
+}
+
 func TestDailyLimit(t *testing.T) {
 	Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		f := newFixture(t, db, 0)
-		add := func(day string, c int64) error {
-			return db.Tx(ctx, func(tx store.Tx) error { return tx.Vendors().AddDaySales(ctx, f.vendor.ID, day, c) })
+		const float = 10_000_000
+		f := newFixture(t, db, float)
+		n := 0
+		sell := func(day string, c int64) error {
+			n++
+			return buy(db, f, f.meter.Number, fmt.Sprintf("k%d", n), c, day)
 		}
-		if err := add("2026-11-25", 600_000); err != nil {
+		if err := sell("2026-11-25", 600_000); err != nil {
 			t.Fatal(err)
 		}
-		if err := add("2026-11-25", 400_001); !errors.Is(err, store.ErrConstraint) {
+		if err := sell("2026-11-25", 400_001); !overLimit(err) {
 			t.Fatalf("over the limit: %v", err)
 		}
-		if err := add("2026-11-25", 400_000); err != nil {
+		if err := sell("2026-11-25", 400_000); err != nil {
 			t.Fatalf("up to the limit: %v", err)
 		}
-		if err := add("2026-11-26", 1_000_001); !errors.Is(err, store.ErrConstraint) {
+		if err := sell("2026-11-26", 1_000_001); !overLimit(err) {
 			t.Fatalf("a first sale of the day over the limit: %v", err)
 		}
-		if err := add("2026-11-26", 1_000_000); err != nil {
+		if err := sell("2026-11-26", 1_000_000); err != nil {
 			t.Fatalf("next day: %v", err)
 		}
-		err := db.Tx(ctx, func(tx store.Tx) error { return tx.Vendors().AddDaySales(ctx, f.vendor.ID+99, "2026-11-26", 1) })
+		// A vendor that does not exist is refused by Inputs, which every
+		// purchase reads before it records anything, and by the database
+		// should Record be reached anyway.
+		unknown := f
+		unknown.vendor.ID += 99
+		err := db.Read(ctx, func(tx store.Tx) error {
+			_, err := tx.Purchases().Inputs(ctx, unknown.vendor.ID, f.meter, "2026-11")
+			return err
+		})
 		if !errors.Is(err, store.ErrNotFound) {
-			t.Fatalf("unknown vendor: %v, want ErrNotFound", err)
+			t.Fatalf("inputs of an unknown vendor: %v, want ErrNotFound", err)
+		}
+		if err := buy(db, unknown, f.meter.Number, "k-unknown", 1, "2026-11-26"); !errors.Is(err, store.ErrConstraint) {
+			t.Fatalf("unknown vendor: %v, want ErrConstraint", err)
 		}
 		db.Read(ctx, func(tx store.Tx) error {
-			if s, err := tx.Vendors().DaySales(ctx, f.vendor.ID, "2026-11-25"); s != 1_000_000 || err != nil {
-				t.Errorf("day sales %d %v", s, err)
+			for _, day := range []string{"2026-11-25", "2026-11-26"} {
+				if s, err := tx.Vendors().DaySales(ctx, f.vendor.ID, day); s != 1_000_000 || err != nil {
+					t.Errorf("day sales on %s: %d %v", day, s, err)
+				}
+			}
+			if s, err := tx.Vendors().DaySales(ctx, unknown.vendor.ID, "2026-11-26"); s != 0 || err != nil {
+				t.Errorf("day sales of the unknown vendor: %d %v", s, err)
+			}
+			// The refused sales took nothing from the float either.
+			if v, err := tx.Vendors().ByID(ctx, f.vendor.ID); v.FloatCents != float-2_000_000 || err != nil {
+				t.Errorf("float after = %d, %v; want %d", v.FloatCents, err, float-2_000_000)
+			}
+			return nil
+		})
+	})
+}
+
+// TestDailyLimitUnderConcurrency: the tills of one vending point, selling
+// to several meters at once, never sell past the daily limit together.
+func TestDailyLimitUnderConcurrency(t *testing.T) {
+	Each(t, func(t *testing.T, db *sqlstore.DB) {
+		ctx := context.Background()
+		const float = 10_000_000
+		f := newFixture(t, db, float)
+		meters := []string{f.meter.Number}
+		err := db.Tx(ctx, func(tx store.Tx) error {
+			for i := 1; i < 8; i++ {
+				m := f.meter
+				m.Number = fmt.Sprintf("%s-%d", f.meter.Number, i)
+				if _, err := tx.Meters().Create(ctx, m); err != nil {
+					return err
+				}
+				meters = append(meters, m.Number)
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ok, refused atomic.Int64
+		var wg sync.WaitGroup
+		for i := 0; i < 16; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for j := 0; j < 5; j++ {
+					err := buy(db, f, meters[i%len(meters)], fmt.Sprintf("k%d-%d", i, j), 30_000, "2026-11-25")
+					switch {
+					case err == nil:
+						ok.Add(1)
+					case overLimit(err):
+						refused.Add(1)
+					default:
+						t.Error(err)
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		if ok.Load() != 33 || refused.Load() != 80-33 {
+			t.Fatalf("%d sales accepted, %d refused; want 33 and 47", ok.Load(), refused.Load())
+		}
+		db.Read(ctx, func(tx store.Tx) error {
+			if s, err := tx.Vendors().DaySales(ctx, f.vendor.ID, "2026-11-25"); s != 33*30_000 || err != nil {
+				t.Errorf("day sales %d %v, want %d", s, err, 33*30_000)
+			}
+			if v, err := tx.Vendors().ByID(ctx, f.vendor.ID); v.FloatCents != float-33*30_000 || err != nil {
+				t.Errorf("float after = %d, %v; want %d", v.FloatCents, err, float-33*30_000)
 			}
 			return nil
 		})
@@ -141,11 +261,11 @@ func TestDailyLimit(t *testing.T) {
 }
 
 // TestPurchaseStartAndInputs: what a purchase reads in its first two
-// statements, and its row inserted under the ID that Start reserved.
+// statements, and its row recorded under the ID that Start reserved.
 func TestPurchaseStartAndInputs(t *testing.T) {
 	Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		f := newFixture(t, db, 0)
+		f := newFixture(t, db, 10_000)
 		var ids []int64
 		for i, key := range []string{"k1", "k2"} {
 			err := db.Tx(ctx, func(tx store.Tx) error {
@@ -164,14 +284,14 @@ func TestPurchaseStartAndInputs(t *testing.T) {
 					in.TariffUpdatedAt.IsZero() || in.Month.PaidLitres != 1000*int64(i) || in.Month.FreeIssued != (i == 1) {
 					t.Errorf("inputs %d = %+v", i, in)
 				}
-				p, err := tx.Purchases().Create(ctx, store.Purchase{ID: st.NextID, VendorID: f.vendor.ID, IdempotencyKey: key, RequestHash: []byte{1},
-					OperatorID: f.operator.ID, MeterID: f.meter.ID, CustomerID: f.customer.ID, TenderedCents: 5000, PaidCents: 5000,
-					State: store.PurchaseCompleted, Response: []byte(`{"n":1}`)})
-				if err != nil || p.ID != st.NextID {
-					t.Errorf("create = %d %v, want ID %d", p.ID, err, st.NextID)
+				rec := record(f, st, key, 5000, "2026-11-25")
+				rec.Purchase.Response = []byte(`{"n":1}`)
+				rec.Month = store.MeterMonth{MeterID: f.meter.ID, Month: "2026-11", PaidLitres: 1000, FreeIssued: true}
+				if err := tx.Purchases().Record(ctx, rec); err != nil {
+					return err
 				}
-				ids = append(ids, p.ID)
-				return tx.MeterMonths().Put(ctx, store.MeterMonth{MeterID: f.meter.ID, Month: "2026-11", PaidLitres: 1000, FreeIssued: true})
+				ids = append(ids, st.NextID)
+				return nil
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -180,21 +300,14 @@ func TestPurchaseStartAndInputs(t *testing.T) {
 		if len(ids) != 2 || ids[0] == ids[1] {
 			t.Fatalf("reserved IDs %v", ids)
 		}
-		// A purchase inserted without an ID takes a new one after them.
-		var plain store.Purchase
 		err := db.Tx(ctx, func(tx store.Tx) error {
-			var err error
-			plain, err = tx.Purchases().Create(ctx, store.Purchase{VendorID: f.vendor.ID, IdempotencyKey: "k3", RequestHash: []byte{1},
-				OperatorID: f.operator.ID, MeterID: f.meter.ID, TenderedCents: 1, State: store.PurchaseCompleted, Response: []byte(`{}`)})
-			return err
-		})
-		if err != nil || plain.ID == ids[0] || plain.ID == ids[1] {
-			t.Fatalf("plain create = %d %v, reserved %v", plain.ID, err, ids)
-		}
-		err = db.Tx(ctx, func(tx store.Tx) error {
 			st, err := tx.Purchases().Start(ctx, f.vendor.ID, "k1", f.meter.Number)
 			if err != nil || !st.KeyUsed {
 				t.Errorf("used key: %+v %v", st, err)
+			}
+			// The next purchase's ID comes after those recorded.
+			if st.NextID <= ids[1] {
+				t.Errorf("ID reserved after %v: %d", ids, st.NextID)
 			}
 			if _, err := tx.Purchases().Start(ctx, f.vendor.ID, "k9", "no-such-meter"); !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("unknown meter: %v, want ErrNotFound", err)
@@ -272,30 +385,41 @@ func TestAPIKeyOperatorAndLookup(t *testing.T) {
 func TestPurchaseIdempotencyKeyAndTokenUniqueness(t *testing.T) {
 	Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
-		f := newFixture(t, db, 0)
-		p := store.Purchase{VendorID: f.vendor.ID, IdempotencyKey: "k1", RequestHash: []byte{1}, OperatorID: f.operator.ID,
-			MeterID: f.meter.ID, CustomerID: f.customer.ID, TenderedCents: 5000, PaidCents: 5000, Litres: 3000,
-			State: store.PurchaseCompleted, Response: []byte(`{}`)}
+		f := newFixture(t, db, 100_000)
 		var created store.Purchase
 		err := db.Tx(ctx, func(tx store.Tx) error {
-			var err error
-			if created, err = tx.Purchases().Create(ctx, p); err != nil {
+			st, err := tx.Purchases().Start(ctx, f.vendor.ID, "k1", f.meter.Number)
+			if err != nil {
 				return err
 			}
+			rec := record(f, st, "k1", 5000, "2026-11-25")
 			for i, tid := range []int64{100, 101} {
-				if _, err := tx.Tokens().Create(ctx, store.Token{MeterID: f.meter.ID, PurchaseID: created.ID, Ordinal: i,
-					Kind: store.TokenCredit, TID: tid, Digits: fmt.Sprintf("%020d", tid)}); err != nil {
-					return err
-				}
+				rec.Tokens = append(rec.Tokens, store.Token{MeterID: f.meter.ID, Ordinal: i, Kind: store.TokenCredit, TID: tid, Digits: fmt.Sprintf("%020d", tid)})
 			}
-			return nil
+			created = rec.Purchase
+			return tx.Purchases().Record(ctx, rec)
 		})
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = db.Tx(ctx, func(tx store.Tx) error { _, err := tx.Purchases().Create(ctx, p); return err })
-		if !errors.Is(err, store.ErrConflict) {
-			t.Fatalf("same idempotency key: %v, want ErrConflict", err)
+		// The same key again, recorded as by a purchase that raced the first:
+		// the unique (vendor, key) index refuses it.
+		err = buy(db, f, f.meter.Number, "k1", 5000, "2026-11-25")
+		if !errors.Is(err, store.ErrKeyUsed) || !errors.Is(err, store.ErrConflict) {
+			t.Fatalf("same idempotency key: %v, want ErrKeyUsed and ErrConflict", err)
+		}
+		// The key is the vendor's own: another vendor may use it.
+		other := f
+		err = db.Tx(ctx, func(tx store.Tx) error {
+			var err error
+			other.vendor, err = tx.Vendors().Create(ctx, store.Vendor{Code: "V2", Name: "Shop", FloatCents: 100_000, DailyLimitCents: 1_000_000})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := buy(db, other, f.meter.Number, "k1", 5000, "2026-11-25"); err != nil {
+			t.Fatalf("another vendor's purchase with the same key: %v", err)
 		}
 		err = db.Tx(ctx, func(tx store.Tx) error {
 			_, err := tx.Tokens().Create(ctx, store.Token{MeterID: f.meter.ID, Ordinal: 0, Kind: store.TokenEngineering, TID: 101, Digits: "1"})
