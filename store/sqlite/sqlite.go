@@ -49,8 +49,10 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 	// than in a temporary file. It only serves rolling back to the
 	// savepoint: durability comes from the WAL.
 	params.Add("_pragma", "temp_store(2)")
-	writeDSN := "file:" + path + "?" + params.Encode() + "&_txlock=immediate"
+	// The writer checkpoints only as a backstop (checkpoint.go).
+	writeDSN := "file:" + path + "?" + params.Encode() + "&_txlock=immediate" + fmt.Sprintf("&_pragma=wal_autocheckpoint(%d)", writerCheckpointPages)
 	readDSN := "file:" + path + "?" + params.Encode() + "&_pragma=query_only(1)"
+	checkpointDSN := "file:" + path + "?" + params.Encode()
 
 	write, err := sql.Open("sqlite", writeDSN)
 	if err != nil {
@@ -87,6 +89,15 @@ func Open(ctx context.Context, path string) (*sqlstore.DB, error) {
 		read.Close()
 		return nil, err
 	}
+	ckpt, err := sql.Open("sqlite", checkpointDSN)
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	ckpt.SetMaxOpenConns(1)
+	ckpt.SetMaxIdleConns(1)
+	ckpt.SetConnMaxLifetime(0)
+	db.OnClose(startCheckpointer(ckpt).close)
 	return db, nil
 }
 

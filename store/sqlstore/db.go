@@ -64,6 +64,7 @@ type Dialect struct {
 type DB struct {
 	write, read *sql.DB
 	d           Dialect
+	closers     []func() error
 	migrations  []migration
 	rebound     sync.Map   // query text -> dialect text
 	group       *committer // nil unless Dialect.GroupCommit
@@ -101,8 +102,18 @@ func (db *DB) Driver() string { return db.d.Name }
 // bulk loads) that the repositories do not cover.
 func (db *DB) SQL() *sql.DB { return db.write }
 
-// Close closes both pools.
+// OnClose has Close run fn first, for work the back-end runs beside the
+// pools (SQLite's checkpoints).
+func (db *DB) OnClose(fn func() error) { db.closers = append(db.closers, fn) }
+
+// Close stops what OnClose registered, then closes both pools.
 func (db *DB) Close() error {
+	var first error
+	for _, fn := range db.closers {
+		if err := fn(); err != nil && first == nil {
+			first = err
+		}
+	}
 	if db.wcache != nil {
 		db.wcache.close()
 		db.rcache.close()
@@ -112,6 +123,9 @@ func (db *DB) Close() error {
 		if rerr := db.read.Close(); err == nil {
 			err = rerr
 		}
+	}
+	if first != nil {
+		return first
 	}
 	return err
 }
