@@ -429,27 +429,7 @@ func TestDualControlManagementTokenAfterRollover(t *testing.T) {
 		ctx := context.Background()
 		e := newEnv(t, db, 0)
 		s := newStaff(t, db)
-		// The meter still counts TIDs from 1993 (exhausted since 2024);
-		// its group has moved to KRN 2 and base date 2014.
-		err := db.Tx(ctx, func(tx store.Tx) error {
-			g, err := tx.SupplyGroups().Get(ctx, sgc)
-			if err != nil {
-				return err
-			}
-			g.KRN = 2
-			if err := tx.SupplyGroups().Update(ctx, g); err != nil {
-				return err
-			}
-			m, err := tx.Meters().ByNumber(ctx, pan)
-			if err != nil {
-				return err
-			}
-			m.BaseDate = 1993
-			return tx.Meters().Update(ctx, m)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rollOverKeys(t, db)
 		d := meterDecoder(t, sts.Base1993)
 		req, err := e.svc.RequestEngineering(ctx, s.engineer, EngineeringRequest{Meter: pan, Action: ActClearTamper, Reason: "magnet tamper inspected"})
 		if err != nil {

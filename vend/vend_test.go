@@ -123,6 +123,33 @@ func meterDecoder(t *testing.T, base sts.BaseDate) *sts.Decoder {
 	return &d
 }
 
+// rollOverKeys moves the meter's supply group to KRN 2 and base date 2014
+// while the meter still counts TIDs from 1993 (exhausted since November
+// 2024), so the next tokens it is sent must start with a key change.
+func rollOverKeys(t *testing.T, db *sqlstore.DB) {
+	t.Helper()
+	ctx := context.Background()
+	err := db.Tx(ctx, func(tx store.Tx) error {
+		g, err := tx.SupplyGroups().Get(ctx, sgc)
+		if err != nil {
+			return err
+		}
+		g.KRN = 2
+		if err := tx.SupplyGroups().Update(ctx, g); err != nil {
+			return err
+		}
+		m, err := tx.Meters().ByNumber(ctx, pan)
+		if err != nil {
+			return err
+		}
+		m.BaseDate = 1993
+		return tx.Meters().Update(ctx, m)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestPurchaseTokensAreAcceptedByTheMeter(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
@@ -329,27 +356,7 @@ func TestKeyChangeComesFirst(t *testing.T) {
 		ctx := context.Background()
 		e := newEnv(t, db, 1_000_000)
 		d := meterDecoder(t, sts.Base1993)
-		// The meter still counts TIDs from 1993, exhausted since November
-		// 2024; its supply group moves to KRN 2 and base date 2014.
-		err := db.Tx(ctx, func(tx store.Tx) error {
-			g, err := tx.SupplyGroups().Get(ctx, sgc)
-			if err != nil {
-				return err
-			}
-			g.KRN = 2
-			if err := tx.SupplyGroups().Update(ctx, g); err != nil {
-				return err
-			}
-			m, err := tx.Meters().ByNumber(ctx, pan)
-			if err != nil {
-				return err
-			}
-			m.BaseDate = 1993
-			return tx.Meters().Update(ctx, m)
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
+		rollOverKeys(t, db)
 		res, err := e.svc.Purchase(ctx, e.cashier, "kc", PurchaseRequest{Meter: pan, AmountCents: 30000})
 		if err != nil {
 			t.Fatal(err)
