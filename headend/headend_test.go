@@ -2,12 +2,10 @@ package headend
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"os"
 	"path/filepath"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"sluice/auth"
 	"sluice/config"
 	"sluice/kms/filekms"
+	"sluice/server/servertest"
 )
 
 func testConfig(t *testing.T, dir string, extra ...config.Override) config.Config {
@@ -115,34 +114,16 @@ func TestAuditVerifyRoute(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Shutdown(ctx)
-	jar, _ := cookiejar.New(nil)
-	c := &http.Client{Jar: jar}
-	post := func(path, body string) *http.Response {
-		req, _ := http.NewRequest("POST", h.URL()+path, strings.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set("X-Sluice-Console", "1")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
-		return resp
-	}
-	post("/api/v1/auth/login", `{"username":"admin","password":"`+h.BootstrapPassword+`"}`)
-	post("/api/v1/auth/password", `{"current_password":"`+h.BootstrapPassword+`","new_password":"a new admin password"}`)
+	admin := servertest.Login(t, h.URL(), "admin", h.BootstrapPassword)
+	admin.Must(200, "POST", "/auth/password", map[string]string{"current_password": h.BootstrapPassword, "new_password": "a new admin password"}, nil)
 	// The login and the password change were audited; the head-end's
 	// sealer chains them within a few seconds, with anchors.
 	var rep auditlog.Report
 	for deadline := time.Now().Add(15 * time.Second); ; {
-		resp, err := c.Get(h.URL() + "/api/v1/audit/verify")
-		if err != nil {
-			t.Fatal(err)
-		}
 		rep = auditlog.Report{}
-		err = json.NewDecoder(resp.Body).Decode(&rep)
-		resp.Body.Close()
-		if err != nil || resp.StatusCode != 200 || !rep.OK {
-			t.Fatalf("verify: %d %v %+v", resp.StatusCode, err, rep)
+		admin.Must(200, "GET", "/audit/verify", nil, &rep)
+		if !rep.OK {
+			t.Fatalf("verify: %+v", rep)
 		}
 		if rep.Records >= 2 || time.Now().After(deadline) {
 			break
