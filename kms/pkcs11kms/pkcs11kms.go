@@ -246,14 +246,14 @@ func ulong(b []byte) uint {
 	return uint(v)
 }
 
-// versions returns the objects of one key name, oldest first; k.mu is held.
-func (k *KMS) versions(name string) ([]object, error) {
+// keyObjects returns the Sluice keys among the token's secret and private
+// key objects that also match the attributes in match; k.mu is held.
+// Public key objects are left out: every key is found by its secret or
+// private half.
+func (k *KMS) keyObjects(match ...*pkcs11.Attribute) ([]object, error) {
 	var out []object
 	for _, class := range []uint{pkcs11.CKO_SECRET_KEY, pkcs11.CKO_PRIVATE_KEY} {
-		hs, err := k.find([]*pkcs11.Attribute{
-			pkcs11.NewAttribute(pkcs11.CKA_CLASS, class),
-			pkcs11.NewAttribute(pkcs11.CKA_LABEL, labelPrefix+name),
-		})
+		hs, err := k.find(append([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)}, match...))
 		if err != nil {
 			return nil, err
 		}
@@ -263,13 +263,24 @@ func (k *KMS) versions(name string) ([]object, error) {
 				return nil, err
 			}
 			if ok {
-				if c, hit := k.cache[o.info.Ref()]; hit {
-					o = c
-				}
-				k.cache[o.info.Ref()] = o
 				out = append(out, o)
 			}
 		}
+	}
+	return out, nil
+}
+
+// versions returns the objects of one key name, oldest first; k.mu is held.
+func (k *KMS) versions(name string) ([]object, error) {
+	out, err := k.keyObjects(pkcs11.NewAttribute(pkcs11.CKA_LABEL, labelPrefix+name))
+	if err != nil {
+		return nil, err
+	}
+	for i, o := range out {
+		if c, hit := k.cache[o.info.Ref()]; hit {
+			out[i] = c
+		}
+		k.cache[o.info.Ref()] = out[i]
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].info.Version < out[j].info.Version })
 	return out, nil
@@ -493,24 +504,16 @@ func (k *KMS) Keys(context.Context) ([]kms.KeyInfo, error) {
 	if k.closed {
 		return nil, kms.ErrClosed
 	}
+	objs, err := k.keyObjects()
+	if err != nil {
+		return nil, err
+	}
 	var out []kms.KeyInfo
-	for _, class := range []uint{pkcs11.CKO_SECRET_KEY, pkcs11.CKO_PRIVATE_KEY} {
-		hs, err := k.find([]*pkcs11.Attribute{pkcs11.NewAttribute(pkcs11.CKA_CLASS, class)})
-		if err != nil {
+	for _, o := range objs {
+		if o, err = k.withPublic(o); err != nil {
 			return nil, err
 		}
-		for _, h := range hs {
-			o, ok, err := k.describe(h)
-			if err != nil {
-				return nil, err
-			}
-			if ok {
-				if o, err = k.withPublic(o); err != nil {
-					return nil, err
-				}
-				out = append(out, o.info)
-			}
-		}
+		out = append(out, o.info)
 	}
 	sort.Slice(out, func(i, j int) bool {
 		if out[i].Name != out[j].Name {
