@@ -103,9 +103,6 @@ type Deposit struct {
 
 // DepositEntry posts a float top-up: Dr bank:<bank>, Cr float:<vendor>.
 func DepositEntry(d Deposit) (Entry, error) {
-	if d.Amount <= 0 {
-		return Entry{}, fmt.Errorf("%w: deposit %q: amount must be positive", ErrInvalid, d.ID)
-	}
 	return simple(TypeDeposit, d.ID, d.Time, d.Currency, Account{Bank, d.Bank}, Account{Float, d.Vendor}, d.Amount)
 }
 
@@ -121,9 +118,6 @@ type Fee struct {
 
 // FeeEntry posts a fee: Dr float:<vendor>, Cr fees:<channel>.
 func FeeEntry(f Fee) (Entry, error) {
-	if f.Amount <= 0 {
-		return Entry{}, fmt.Errorf("%w: fee %q: amount must be positive", ErrInvalid, f.ID)
-	}
 	return simple(TypeFee, f.ID, f.Time, f.Currency, Account{Float, f.Vendor}, Account{Fees, f.Channel}, f.Amount)
 }
 
@@ -139,13 +133,16 @@ type DebtTakeOn struct {
 
 // DebtEntry posts arrears: Dr debt:<customer>, Cr revenue:arrears.
 func DebtEntry(d DebtTakeOn) (Entry, error) {
-	if d.Amount <= 0 {
-		return Entry{}, fmt.Errorf("%w: debt %q: amount must be positive", ErrInvalid, d.ID)
-	}
 	return simple(TypeDebt, d.ID, d.Time, d.Currency, Account{Debt, d.Customer}, Account{Revenue, RevenueArrears}, d.Amount)
 }
 
+// simple is a two-posting entry, Dr dr and Cr cr by amount. The amount
+// must be positive: the direction is fixed by the entry's type, and a
+// negative amount would post the opposite of what the type says.
 func simple(t Type, id string, at time.Time, unit string, dr, cr Account, amount int64) (Entry, error) {
+	if amount <= 0 {
+		return Entry{}, fmt.Errorf("%w: %s %q: amount must be positive", ErrInvalid, t, id)
+	}
 	e := Entry{ID: string(t) + ":" + id, Type: t, Time: at, Postings: []Posting{{dr, unit, amount}, {cr, unit, -amount}}}
 	if err := e.Validate(); err != nil {
 		return Entry{}, err

@@ -163,6 +163,14 @@ func TestSimpleEntries(t *testing.T) {
 			_, err := DebtEntry(DebtTakeOn{ID: "", Customer: "C", Currency: "ZAR", Amount: 5, Time: t0})
 			return err
 		}(),
+		func() error {
+			_, err := FeeEntry(Fee{ID: "F-3", Vendor: "V-1", Channel: "momo", Currency: "ZAR", Amount: -5, Time: t0})
+			return err
+		}(),
+		func() error {
+			_, err := DebtEntry(DebtTakeOn{ID: "A-2", Customer: "C", Currency: "ZAR", Amount: 0, Time: t0})
+			return err
+		}(),
 	} {
 		if !errors.Is(err, ErrInvalid) {
 			t.Errorf("err = %v, want ErrInvalid", err)
