@@ -1,17 +1,19 @@
 package headend
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/cookiejar"
 	"path/filepath"
 	"regexp"
 	"slices"
 	"strings"
 	"testing"
+
+	"sluice/server/servertest"
 )
 
 // TestEveryRouteHasItsRoleRule walks every operation of the served OpenAPI
@@ -27,67 +29,38 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 	}
 	defer h.Shutdown(ctx)
 
-	call := func(c *http.Client, method, path, body string) (int, string) {
-		t.Helper()
-		var rd io.Reader
-		if body != "" {
-			rd = strings.NewReader(body)
-		}
-		req, _ := http.NewRequest(method, h.URL()+path, rd)
-		if body != "" {
-			req.Header.Set("Content-Type", "application/json")
-		}
-		req.Header.Set("X-Sluice-Console", "1")
-		resp, err := c.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
+	admin := servertest.Login(t, h.URL(), "admin", h.BootstrapPassword)
+	admin.Must(200, "POST", "/auth/password", map[string]string{"current_password": h.BootstrapPassword, "new_password": "administrator password"}, nil)
+	admin.Must(201, "POST", "/vendors", json.RawMessage(`{"code":"V1","name":"V1","daily_limit_cents":100}`), nil)
+	callers := map[string]func(method, path string, body any) (int, []byte){
+		"admin":     admin.Do,
+		"anonymous": func(method, path string, body any) (int, []byte) { return anonymous(t, h.URL(), method, path, body) },
 	}
-	login := func(user, pass string) *http.Client {
-		jar, _ := cookiejar.New(nil)
-		c := &http.Client{Jar: jar}
-		if code, b := call(c, "POST", "/api/v1/auth/login", `{"username":"`+user+`","password":"`+pass+`"}`); code != 200 {
-			t.Fatalf("login %s: %d %s", user, code, b)
-		}
-		return c
-	}
-	jsonBody := func(v any) string { b, _ := json.Marshal(v); return string(b) }
-
-	admin := login("admin", h.BootstrapPassword)
-	call(admin, "POST", "/api/v1/auth/password", jsonBody(map[string]string{"current_password": h.BootstrapPassword, "new_password": "administrator password"}))
-	if code, b := call(admin, "POST", "/api/v1/vendors", `{"code":"V1","name":"V1","daily_limit_cents":100}`); code != 201 {
-		t.Fatalf("vendor: %d %s", code, b)
-	}
-	clients := map[string]*http.Client{"admin": admin, "anonymous": {}}
 	for _, role := range []string{"supervisor", "vendor", "engineer", "auditor"} {
 		body := map[string]string{"username": role + "1", "display_name": role, "role": role}
 		if role == "vendor" {
 			body["vendor"] = "V1"
 		}
-		code, b := call(admin, "POST", "/api/v1/operators", jsonBody(body))
-		if code != 201 {
-			t.Fatalf("operator %s: %d %s", role, code, b)
-		}
 		var created struct {
 			OneTimePassword string `json:"one_time_password"`
 		}
-		json.Unmarshal([]byte(b), &created)
-		c := login(role+"1", created.OneTimePassword)
-		call(c, "POST", "/api/v1/auth/password", jsonBody(map[string]string{"current_password": created.OneTimePassword, "new_password": "a password for " + role}))
-		clients[role] = c
+		admin.Must(201, "POST", "/operators", body, &created)
+		c := servertest.Login(t, h.URL(), role+"1", created.OneTimePassword)
+		c.Must(200, "POST", "/auth/password", map[string]string{"current_password": created.OneTimePassword, "new_password": "a password for " + role}, nil)
+		callers[role] = c.Do
 	}
 
-	_, doc := call(&http.Client{}, "GET", "/api/v1/openapi.json", "")
+	code, doc := anonymous(t, h.URL(), "GET", "/openapi.json", nil)
+	if code != 200 {
+		t.Fatalf("openapi.json without credentials: %d %.200s", code, doc)
+	}
 	var spec struct {
 		Paths map[string]map[string]struct {
 			Roles    []string `json:"x-roles"`
 			Security *[]any   `json:"security"`
 		} `json:"paths"`
 	}
-	if err := json.Unmarshal([]byte(doc), &spec); err != nil {
+	if err := json.Unmarshal(doc, &spec); err != nil {
 		t.Fatal(err)
 	}
 	param := regexp.MustCompile(`\{[a-z_]+\}`)
@@ -103,13 +76,17 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 			if strings.HasSuffix(path, "/auth/logout") {
 				continue // would end the sessions the walk rides on
 			}
-			target := param.ReplaceAllString(path, "1")
-			body := ""
-			if method != "get" && method != "delete" {
-				body = "{}"
+			target, ok := strings.CutPrefix(param.ReplaceAllString(path, "1"), "/api/v1")
+			if !ok {
+				t.Errorf("%s %s: not under /api/v1", method, path)
+				continue
 			}
-			for who, c := range clients {
-				code, resp := call(c, strings.ToUpper(method), target, body)
+			var body any // an untyped nil sends no body; a nil RawMessage would send null
+			if method != "get" && method != "delete" {
+				body = json.RawMessage("{}")
+			}
+			for who, call := range callers {
+				code, resp := call(strings.ToUpper(method), target, body)
 				switch {
 				case public:
 					if code == 401 || code == 403 {
@@ -123,7 +100,7 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 					// A listed role may still meet a business rule that answers
 					// 403 (a cashier who is not a payment channel); never the
 					// role refusal itself.
-					if code == 401 || code == 403 && roleRefused(resp) {
+					if code == 401 || code == 403 && roleRefused(string(resp)) {
 						t.Errorf("%s %s as %s: %d, but the role is allowed: %.200s", method, path, who, code, resp)
 					}
 				default:
@@ -137,7 +114,41 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 	if ops < 40 {
 		t.Fatalf("only %d operations documented", ops)
 	}
-	t.Logf("%d operations x %d callers checked", ops, len(clients))
+	t.Logf("%d operations x %d callers checked", ops, len(callers))
+}
+
+// anonymous calls the API (path under /api/v1) at url as a console with no
+// session: servertest's clients are all logged in. It still sends the
+// console's header, so that a refusal is about the missing credentials
+// rather than the CSRF defence.
+func anonymous(t *testing.T, url, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		js, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, url+"/api/v1"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("X-Sluice-Console", "1")
+	resp, err := new(http.Client).Do(req) // no jar: no session
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }
 
 // roleRefused recognises the server's answer to a role not allowed.
