@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"os"
 	"strings"
@@ -18,6 +16,7 @@ import (
 	"sluice/kms"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -30,12 +29,10 @@ const (
 )
 
 type harness struct {
-	t        *testing.T
 	db       *sqlstore.DB
-	url      string
-	till     string // API key of the channel's terminal
-	cashier  string // API key of a counter cashier (not a channel)
-	super    string // API key of a supervisor
+	till     *servertest.Client // the channel's terminal
+	cashier  *servertest.Client // a counter cashier (not a channel)
+	super    *servertest.Client // a supervisor
 	shop     store.Vendor
 	supActor vend.Actor
 	vend     *vend.Service
@@ -53,7 +50,7 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := &harness{t: t, db: db}
+	h := &harness{db: db}
 	var admin store.Operator
 	err = db.Tx(ctx, func(tx store.Tx) error {
 		if h.shop, err = tx.Vendors().Create(ctx, store.Vendor{Code: "MOMO", Name: "Mobile money", DailyLimitCents: 10_000_000}); err != nil {
@@ -120,47 +117,13 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 		}
 		return k
 	}
-	h.till, h.cashier, h.super = key("momo-api"), key("cashier1"), key("super1")
 	srv := server.New(server.Config{Store: db, Auth: as, Vend: h.vend, Extra: Routes(svc)})
 	ts := httptest.NewServer(srv.Handler())
 	t.Cleanup(ts.Close)
-	h.url = ts.URL + "/api/v1"
+	h.till = servertest.WithAPIKey(t, ts.URL, key("momo-api"))
+	h.cashier = servertest.WithAPIKey(t, ts.URL, key("cashier1"))
+	h.super = servertest.WithAPIKey(t, ts.URL, key("super1"))
 	return h
-}
-
-func (h *harness) do(key, method, path string, body any) (int, []byte) {
-	h.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, _ := json.Marshal(body)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, h.url+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, b
-}
-
-func (h *harness) must(status int, key, method, path string, body, out any) []byte {
-	h.t.Helper()
-	code, b := h.do(key, method, path, body)
-	if code != status {
-		h.t.Fatalf("%s %s = %d, want %d: %s", method, path, code, status, b)
-	}
-	if out != nil {
-		if err := json.Unmarshal(b, out); err != nil {
-			h.t.Fatal(err)
-		}
-	}
-	return b
 }
 
 func (h *harness) float() int64 {
@@ -187,7 +150,7 @@ func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
 	storetest.Each(t, func(t *testing.T, db *sqlstore.DB) {
 		h := newHarness(t, db)
 		var trial Trial
-		h.must(200, h.till, "POST", "/channel/trial", TrialRequest{Meter: pan, AmountCents: 20000}, &trial)
+		h.till.Must(200, "POST", "/channel/trial", TrialRequest{Meter: pan, AmountCents: 20000}, &trial)
 		if trial.Breakdown == nil || trial.FeeCents != 150+(int64(trial.Breakdown.Paid())*50+5000)/10000 || trial.Refusal != "" {
 			t.Fatalf("trial %+v", trial)
 		}
@@ -200,7 +163,7 @@ func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, b := h.do(h.till, "POST", "/channel/purchases", req)
+				code, b := h.till.Do("POST", "/channel/purchases", req)
 				if code != 200 {
 					t.Errorf("purchase: %d %s", code, b)
 				}
@@ -210,7 +173,7 @@ func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
 		wg.Wait()
 		var first, again Result
 		json.Unmarshal(bodies[0], &first)
-		h.must(200, h.till, "POST", "/channel/purchases", req, &again)
+		h.till.Must(200, "POST", "/channel/purchases", req, &again)
 		if !again.Replayed || !bytes.Equal(first.Receipt, again.Receipt) {
 			t.Fatalf("retry returned another receipt:\n%s\n%s", first.Receipt, again.Receipt)
 		}
@@ -229,12 +192,12 @@ func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
 		if got := h.balance("fees:MOMO"); got != -first.FeeCents {
 			t.Fatalf("fee income %d, want %d", got, -first.FeeCents)
 		}
-		code, b := h.do(h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000123", Meter: pan, AmountCents: 30000})
+		code, b := h.till.Do("POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000123", Meter: pan, AmountCents: 30000})
 		if code != 422 || !strings.Contains(string(b), "idempotency_key_reused") {
 			t.Fatalf("same ID, other request: %d %s", code, b)
 		}
 		var last LastResponse
-		h.must(200, h.till, "GET", "/channel/purchases/MM-000123", nil, &last)
+		h.till.Must(200, "GET", "/channel/purchases/MM-000123", nil, &last)
 		if !bytes.Equal(last.Receipt, first.Receipt) || last.State != "completed" {
 			t.Fatalf("lookup %+v", last)
 		}
@@ -252,19 +215,19 @@ func TestPurchaseRetryReturnsTheSameResultAndOneFee(t *testing.T) {
 		if reprints != 1 {
 			t.Fatalf("%d audited reprints after one lookup", reprints)
 		}
-		code, b = h.do(h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000124", Meter: pan, AmountCents: 100_001})
+		code, b = h.till.Do("POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: "MM-000124", Meter: pan, AmountCents: 100_001})
 		if code != 422 || !strings.Contains(string(b), `"field":"amount_cents"`) {
 			t.Fatalf("over the per-purchase maximum: %d %s", code, b)
 		}
-		code, b = h.do(h.cashier, "POST", "/channel/purchases", req)
+		code, b = h.cashier.Do("POST", "/channel/purchases", req)
 		if code != 403 || !strings.Contains(string(b), "not_a_channel") {
 			t.Fatalf("counter cashier on the channel API: %d %s", code, b)
 		}
-		code, _ = h.do(h.super, "POST", "/channel/purchases", req)
+		code, _ = h.super.Do("POST", "/channel/purchases", req)
 		if code != 403 {
 			t.Fatalf("supervisor selling: %d", code)
 		}
-		code, _ = h.do(h.till, "GET", "/channel/purchases/unknown-id", nil)
+		code, _ = h.till.Do("GET", "/channel/purchases/unknown-id", nil)
 		if code != 404 {
 			t.Fatalf("lookup of an unknown ID: %d", code)
 		}
@@ -276,17 +239,17 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 		h := newHarness(t, db)
 		buy := func(id, meter string) Result {
 			var r Result
-			h.must(200, h.till, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: id, Meter: meter, AmountCents: 20000}, &r)
+			h.till.Must(200, "POST", "/channel/purchases", PurchaseRequest{ClientPurchaseID: id, Meter: meter, AmountCents: 20000}, &r)
 			return r
 		}
 		// Confirmation, delivered three times: one answer.
 		buy("C-1", pan)
-		a1 := h.must(200, h.till, "POST", "/channel/purchases/C-1/confirmation", nil, nil)
-		a2 := h.must(200, h.till, "POST", "/channel/purchases/C-1/confirmation", struct{}{}, nil)
+		a1 := h.till.Must(200, "POST", "/channel/purchases/C-1/confirmation", nil, nil)
+		a2 := h.till.Must(200, "POST", "/channel/purchases/C-1/confirmation", struct{}{}, nil)
 		if !bytes.Equal(a1, a2) || !strings.Contains(string(a1), `"outcome":"confirmed"`) {
 			t.Fatalf("repeated confirmation:\n%s\n%s", a1, a2)
 		}
-		code, b := h.do(h.till, "POST", "/channel/purchases/C-1/reversal", AdviceRequest{Reason: "changed my mind"})
+		code, b := h.till.Do("POST", "/channel/purchases/C-1/reversal", AdviceRequest{Reason: "changed my mind"})
 		if code != 409 || !strings.Contains(string(b), "advice_conflict") {
 			t.Fatalf("reversal after confirmation: %d %s", code, b)
 		}
@@ -295,8 +258,8 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 		// referred and the sale stands.
 		buy("S-1", pan)
 		before := h.float()
-		r1 := h.must(200, h.till, "POST", "/channel/purchases/S-1/reversal", AdviceRequest{Reason: "till crashed"}, nil)
-		r2 := h.must(200, h.till, "POST", "/channel/purchases/S-1/reversal", AdviceRequest{Reason: "till crashed"}, nil)
+		r1 := h.till.Must(200, "POST", "/channel/purchases/S-1/reversal", AdviceRequest{Reason: "till crashed"}, nil)
+		r2 := h.till.Must(200, "POST", "/channel/purchases/S-1/reversal", AdviceRequest{Reason: "till crashed"}, nil)
 		if !bytes.Equal(r1, r2) || !strings.Contains(string(r1), `"outcome":"referred"`) {
 			t.Fatalf("STS reversal advice:\n%s\n%s", r1, r2)
 		}
@@ -304,16 +267,16 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 			t.Fatalf("a referred reversal moved the float")
 		}
 		var last LastResponse
-		h.must(200, h.till, "GET", "/channel/purchases/S-1", nil, &last)
+		h.till.Must(200, "GET", "/channel/purchases/S-1", nil, &last)
 		if last.State != "completed" || !bytes.Equal(last.Advice, bytes.TrimSpace(r1)) {
 			t.Fatalf("after referral: state %s advice %s", last.State, last.Advice)
 		}
 		var referred []Answer
-		h.must(200, h.super, "GET", "/channel/referred", nil, &referred)
+		h.super.Must(200, "GET", "/channel/referred", nil, &referred)
 		if len(referred) != 1 || referred[0].ClientPurchaseID != "S-1" {
 			t.Fatalf("referred list %+v", referred)
 		}
-		if code, _ := h.do(h.till, "GET", "/channel/referred", nil); code != 403 {
+		if code, _ := h.till.Do("GET", "/channel/referred", nil); code != 403 {
 			t.Fatalf("channel reading the referral queue: %d", code)
 		}
 
@@ -325,15 +288,15 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 		if h.float() != before-rc.Paid-res.FeeCents {
 			t.Fatalf("AMI purchase drew %d", before-h.float())
 		}
-		x1 := h.must(200, h.till, "POST", "/channel/purchases/A-1/reversal", AdviceRequest{Reason: "customer left"}, nil)
-		x2 := h.must(200, h.till, "POST", "/channel/purchases/A-1/reversal", AdviceRequest{Reason: "customer left"}, nil)
+		x1 := h.till.Must(200, "POST", "/channel/purchases/A-1/reversal", AdviceRequest{Reason: "customer left"}, nil)
+		x2 := h.till.Must(200, "POST", "/channel/purchases/A-1/reversal", AdviceRequest{Reason: "customer left"}, nil)
 		if !bytes.Equal(x1, x2) || !strings.Contains(string(x1), `"outcome":"reversed"`) {
 			t.Fatalf("AMI reversal advice:\n%s\n%s", x1, x2)
 		}
 		if h.float() != before {
 			t.Fatalf("after reversal the float is %d, want %d (money and fee back)", h.float(), before)
 		}
-		code, _ = h.do(h.till, "POST", "/channel/purchases/A-1/confirmation", nil)
+		code, _ = h.till.Do("POST", "/channel/purchases/A-1/confirmation", nil)
 		if code != 409 {
 			t.Fatalf("confirmation after reversal: %d", code)
 		}
@@ -347,7 +310,7 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, b := h.do(h.till, "POST", "/channel/purchases/A-2/reversal", AdviceRequest{Reason: "network failure"})
+				code, b := h.till.Do("POST", "/channel/purchases/A-2/reversal", AdviceRequest{Reason: "network failure"})
 				if code != 200 {
 					t.Errorf("concurrent reversal advice: %d %s", code, b)
 				}
@@ -368,7 +331,7 @@ func TestAdvicesAreIdempotentAndFollowTheReversalRule(t *testing.T) {
 			// and A-2 had theirs refunded.
 			t.Fatalf("fee income %d", fees)
 		}
-		code, _ = h.do(h.till, "POST", "/channel/purchases/NOPE/confirmation", nil)
+		code, _ = h.till.Do("POST", "/channel/purchases/NOPE/confirmation", nil)
 		if code != 404 {
 			t.Fatalf("advice for an unknown purchase: %d", code)
 		}
