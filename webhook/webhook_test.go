@@ -22,6 +22,7 @@ import (
 	"sluice/kms"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
@@ -46,9 +47,8 @@ type harness struct {
 	clock   *clock
 	vend    *vend.Service
 	cashier vend.Actor
-	url     string
-	admin   string // API key
-	auditor string // API key
+	admin   *servertest.Client // an administrator's API key
+	auditor *servertest.Client // an auditor's API key
 	box     *Box
 }
 
@@ -107,44 +107,17 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 		t.Fatal(err)
 	}
 	by := auth.Principal{Operator: admin}
-	for user, dst := range map[string]*string{"admin": &h.admin, "auditor1": &h.auditor} {
+	srv := server.New(server.Config{Store: db, Auth: as, Vend: h.vend, Extra: Routes(NewAdmin(db, h.box, h.clock.now))})
+	ts := httptest.NewServer(srv.Handler())
+	t.Cleanup(ts.Close)
+	for user, dst := range map[string]**servertest.Client{"admin": &h.admin, "auditor1": &h.auditor} {
 		_, k, err := as.CreateAPIKey(ctx, by, user, "test")
 		if err != nil {
 			t.Fatal(err)
 		}
-		*dst = k
+		*dst = servertest.WithAPIKey(t, ts.URL, k)
 	}
-	srv := server.New(server.Config{Store: db, Auth: as, Vend: h.vend, Extra: Routes(NewAdmin(db, h.box, h.clock.now))})
-	ts := httptest.NewServer(srv.Handler())
-	t.Cleanup(ts.Close)
-	h.url = ts.URL + "/api/v1"
 	return h
-}
-
-func (h *harness) api(key, method, path string, body, out any) int {
-	h.t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, _ := json.Marshal(body)
-		rd = bytes.NewReader(js)
-	}
-	req, _ := http.NewRequest(method, h.url+path, rd)
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("Authorization", "Bearer "+key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	if out != nil && resp.StatusCode < 300 {
-		if err := json.Unmarshal(b, out); err != nil {
-			h.t.Fatalf("%s %s: %v: %s", method, path, err, b)
-		}
-	}
-	return resp.StatusCode
 }
 
 // seal chains the pending audit records, as the head-end's sealer does.
@@ -195,9 +168,7 @@ func (h *harness) subscribe(name string, rc *receiver, events ...string) NewSubs
 	ts := httptest.NewServer(rc)
 	h.t.Cleanup(ts.Close)
 	var out NewSubscriberResponse
-	if code := h.api(h.admin, "POST", "/webhooks/subscribers", SubscriberRequest{Name: name, URL: ts.URL + "/hook", Events: events}, &out); code != 201 {
-		h.t.Fatalf("subscribe: %d", code)
-	}
+	h.admin.Must(201, "POST", "/webhooks/subscribers", SubscriberRequest{Name: name, URL: ts.URL + "/hook", Events: events}, &out)
 	rc.secret = []byte(out.Secret)
 	return out
 }
@@ -237,7 +208,7 @@ func TestDeliveryRetriesWithBackoffUntilTheReceiverAnswers(t *testing.T) {
 			t.Fatal(err)
 		}
 		var pending []Message
-		h.api(h.admin, "GET", "/webhooks/messages?q=pending", nil, &pending)
+		h.admin.Must(200, "GET", "/webhooks/messages?q=pending", nil, &pending)
 		if len(pending) != 2 {
 			t.Fatalf("%d pending messages, want 2 (purchase, reprint): %+v", len(pending), pending)
 		}
@@ -278,12 +249,12 @@ func TestDeliveryRetriesWithBackoffUntilTheReceiverAnswers(t *testing.T) {
 			t.Fatalf("no reprint event: %+v", rc.events)
 		}
 		var delivered []Message
-		h.api(h.auditor, "GET", "/webhooks/messages?q=delivered", nil, &delivered)
+		h.auditor.Must(200, "GET", "/webhooks/messages?q=delivered", nil, &delivered)
 		if len(delivered) != 2 {
 			t.Fatalf("delivered %+v", delivered)
 		}
 		var detail MessageDetail
-		h.api(h.auditor, "GET", "/webhooks/messages/"+itoa(delivered[0].ID), nil, &detail)
+		h.auditor.Must(200, "GET", "/webhooks/messages/"+itoa(delivered[0].ID), nil, &detail)
 		if len(detail.Deliveries) < 2 || detail.Deliveries[0].Status != 503 || detail.Deliveries[len(detail.Deliveries)-1].Status != 204 {
 			t.Fatalf("delivery log %+v", detail.Deliveries)
 		}
@@ -321,12 +292,11 @@ func TestReceiverThatAlwaysFailsEndsInTheDeadLetterList(t *testing.T) {
 			t.Fatalf("a subscriber of other events was called %d times", calls)
 		}
 		var dead []Message
-		if code := h.api(h.admin, "GET", "/webhooks/dead-letters", nil, &dead); code != 200 || len(dead) != 1 || dead[0].EventID != "alert/17" || dead[0].Attempts != 3 {
-			t.Fatalf("dead letters %d %+v", code, dead)
+		h.admin.Must(200, "GET", "/webhooks/dead-letters", nil, &dead)
+		if len(dead) != 1 || dead[0].EventID != "alert/17" || dead[0].Attempts != 3 {
+			t.Fatalf("dead letters %+v", dead)
 		}
-		if code := h.api(h.auditor, "GET", "/webhooks/dead-letters", nil, nil); code != 403 {
-			t.Fatalf("auditor reading dead letters: %d", code)
-		}
+		h.auditor.Must(403, "GET", "/webhooks/dead-letters", nil, nil)
 		if !strings.Contains(dead[0].LastError, "503") {
 			t.Fatalf("last error %q", dead[0].LastError)
 		}
@@ -335,12 +305,12 @@ func TestReceiverThatAlwaysFailsEndsInTheDeadLetterList(t *testing.T) {
 		rc.fail = 0
 		rc.mu.Unlock()
 		var m Message
-		if code := h.api(h.admin, "POST", "/webhooks/dead-letters/"+itoa(dead[0].ID)+"/retry", nil, &m); code != 200 || m.State != "pending" {
-			t.Fatalf("retry %d %+v", code, m)
+		h.admin.Must(200, "POST", "/webhooks/dead-letters/"+itoa(dead[0].ID)+"/retry", nil, &m)
+		if m.State != "pending" {
+			t.Fatalf("retry %+v", m)
 		}
-		if code := h.api(h.admin, "POST", "/webhooks/dead-letters/"+itoa(dead[0].ID)+"/retry", nil, nil); code != 409 {
-			t.Fatalf("retrying a pending message: %d", code)
-		}
+		// Retrying a pending message is a conflict.
+		h.admin.Must(409, "POST", "/webhooks/dead-letters/"+itoa(dead[0].ID)+"/retry", nil, nil)
 		if _, err := d.Deliver(ctx); err != nil {
 			t.Fatal(err)
 		}
@@ -361,12 +331,12 @@ func TestSubscriberValidation(t *testing.T) {
 		{SubscriberRequest{Name: "x", URL: "https://billing.example/hook", Events: []string{"purchase.deleted"}}, "events"},
 		{SubscriberRequest{Name: "", URL: "https://billing.example/hook", Events: []string{PurchaseCompleted}}, "name"},
 	} {
-		if code := h.api(h.admin, "POST", "/webhooks/subscribers", c.req, nil); code != 422 {
-			t.Errorf("%+v: %d, want 422 on %s", c.req, code, c.field)
+		if code, b := h.admin.Do("POST", "/webhooks/subscribers", c.req); code != 422 {
+			t.Errorf("%+v: %d, want 422 on %s: %s", c.req, code, c.field, b)
 		}
 	}
-	if code := h.api(h.auditor, "POST", "/webhooks/subscribers", SubscriberRequest{Name: "x", URL: "https://a.example/", Events: []string{PurchaseCompleted}}, nil); code != 403 {
-		t.Errorf("auditor subscribing: %d", code)
+	if code, b := h.auditor.Do("POST", "/webhooks/subscribers", SubscriberRequest{Name: "x", URL: "https://a.example/", Events: []string{PurchaseCompleted}}); code != 403 {
+		t.Errorf("auditor subscribing: %d %s", code, b)
 	}
 }
 
@@ -470,7 +440,7 @@ func TestSecretsAreSealedAtRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	var pending []Message
-	h.api(h.admin, "GET", "/webhooks/messages?q=pending", nil, &pending)
+	h.admin.Must(200, "GET", "/webhooks/messages?q=pending", nil, &pending)
 	if len(pending) != 2 || !strings.Contains(pending[0].LastError, "sealed") {
 		t.Fatalf("without the box: %+v", pending)
 	}
