@@ -721,12 +721,8 @@ func TestConsoleEndToEnd(t *testing.T) {
 		into(&keyRows, chromedp.Evaluate[int](`[...document.querySelectorAll("#audit-records tbody tr")].filter(tr => tr.textContent.includes(`+strconv.Quote(keyBefore)+`)).length`)),
 		shot(t, dir, "15-audit"))
 	// The key issued in the console works for a terminal.
-	req, _ := http.NewRequest("GET", h.url+"/api/v1/auth/me", nil)
-	req.Header.Set("Authorization", "Bearer "+apiKey)
-	if res, err := http.DefaultClient.Do(req); err != nil || res.StatusCode != 200 {
-		t.Errorf("API key from the console: %v %v", res, err)
-	} else {
-		res.Body.Close()
+	if code, b := servertest.WithAPIKey(t, h.url, apiKey).Do("GET", "/auth/me", nil); code != 200 {
+		t.Errorf("API key from the console: %d %s", code, b)
 	}
 	var registered server.Meter
 	admin.Must(200, "GET", "/meters/600727000000000017", nil, &registered)
