@@ -6,8 +6,6 @@ import (
 	"testing"
 	"time"
 
-	"sluice/keys"
-	"sluice/kms"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
@@ -36,11 +34,7 @@ type env struct {
 func newEnv(t testing.TB, db *sqlstore.DB, start time.Time) *env {
 	t.Helper()
 	ctx := context.Background()
-	km := filekmstest.WithKeys(t)
-	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04,
-		Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")}}); err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.WithVendingKey(t)
 	def, err := os.ReadFile("testdata/domestic.json")
 	if err != nil {
 		t.Fatal(err)

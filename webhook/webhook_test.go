@@ -18,8 +18,6 @@ import (
 
 	"sluice/auditlog"
 	"sluice/auth"
-	"sluice/keys"
-	"sluice/kms"
 	"sluice/kms/filekms/filekmstest"
 	"sluice/server"
 	"sluice/server/servertest"
@@ -55,11 +53,7 @@ type harness struct {
 func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	t.Helper()
 	ctx := context.Background()
-	km := filekmstest.WithKeys(t)
-	if _, err := keys.ImportVendingKeys(ctx, km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04,
-		Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")}}); err != nil {
-		t.Fatal(err)
-	}
+	km := filekmstest.WithVendingKey(t)
 	def, err := os.ReadFile("testdata/domestic.json")
 	if err != nil {
 		t.Fatal(err)

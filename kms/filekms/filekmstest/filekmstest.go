@@ -42,6 +42,21 @@ func WithKeys(tb testing.TB) *filekms.Store {
 	return km
 }
 
+// WithVendingKey returns a store as WithKeys leaves it, plus the STS
+// vending key (DKGA04) of supply group 123457 at key revision 1, the group
+// the vending, channel, webhook and report tests register. Its value is
+// fixed, the one other tests import by hand, so the meters' decoder keys are
+// the same in every test.
+func WithVendingKey(tb testing.TB) *filekms.Store {
+	tb.Helper()
+	km := WithKeys(tb)
+	if _, err := keys.ImportVendingKeys(context.Background(), km, []keys.VendingKey{{SGC: 123457, KRN: 1, Kind: kms.STSDKGA04,
+		Key: []byte("\xab\xab\xab\xab\xab\xab\xab\xab\x94\x94\x94\x94\x94\x94\x94\x94\x01\x23\x45\x67")}}); err != nil {
+		tb.Fatal(err)
+	}
+	return km
+}
+
 // WithMeterRoot returns a store holding only the meter root, which is all
 // that telemetry keys and audit anchors derive from.
 func WithMeterRoot(tb testing.TB) *filekms.Store {
