@@ -258,15 +258,9 @@ func (s *Service) ApproveEngineering(ctx context.Context, a Actor, id int64) (En
 	var out EngineeringView
 	err := s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
 		now := s.now()
-		r, err := tx.EngineeringRequests().ByID(ctx, id)
+		r, err := pendingFor(ctx, tx, a, id)
 		if err != nil {
 			return err
-		}
-		if err := mayDecide(a, r); err != nil {
-			return err
-		}
-		if r.State != store.RequestPending {
-			return fmt.Errorf("request %d is %s: %w", id, r.State, ErrRequestClosed)
 		}
 		if now.Sub(r.RequestedAt) > RequestTTL {
 			return fmt.Errorf("request %d was filed %s ago (limit %s); reject it and file a new one: %w", id, now.Sub(r.RequestedAt).Round(time.Minute), RequestTTL, ErrRequestClosed)
@@ -311,20 +305,30 @@ func (s *Service) ApproveEngineering(ctx context.Context, a Actor, id int64) (En
 	return out, err
 }
 
+// pendingFor reads request id for a to decide: a must be allowed to
+// (mayDecide) and the request still pending.
+func pendingFor(ctx context.Context, tx store.Tx, a Actor, id int64) (store.EngineeringRequest, error) {
+	r, err := tx.EngineeringRequests().ByID(ctx, id)
+	if err != nil {
+		return store.EngineeringRequest{}, err
+	}
+	if err := mayDecide(a, r); err != nil {
+		return store.EngineeringRequest{}, err
+	}
+	if r.State != store.RequestPending {
+		return store.EngineeringRequest{}, fmt.Errorf("request %d is %s: %w", id, r.State, ErrRequestClosed)
+	}
+	return r, nil
+}
+
 // RejectEngineering closes a pending request without issuing anything.
 func (s *Service) RejectEngineering(ctx context.Context, a Actor, id int64, reason string) (EngineeringView, error) {
 	var out EngineeringView
 	err := s.cfg.Store.Tx(ctx, func(tx store.Tx) error {
 		now := s.now()
-		r, err := tx.EngineeringRequests().ByID(ctx, id)
+		r, err := pendingFor(ctx, tx, a, id)
 		if err != nil {
 			return err
-		}
-		if err := mayDecide(a, r); err != nil {
-			return err
-		}
-		if r.State != store.RequestPending {
-			return fmt.Errorf("request %d is %s: %w", id, r.State, ErrRequestClosed)
 		}
 		if err := tx.EngineeringRequests().Decide(ctx, id, store.RequestRejected, a.OperatorID, now); err != nil {
 			return err
