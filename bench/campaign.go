@@ -26,9 +26,7 @@ func runCampaign(ctx context.Context, o *Options) ([]Result, error) {
 }
 
 func campaignOn(ctx context.Context, o *Options, drv string) (Result, error) {
-	small := *o
-	small.Vendors, small.MetersPerRun = 1, 1
-	r, err := startRig(ctx, &small, drv)
+	r, err := startBareRig(ctx, o, drv)
 	if err != nil {
 		return Result{}, err
 	}

@@ -44,9 +44,7 @@ func benchReading(id uint64, counter uint32, at time.Time) *frame.Frame {
 }
 
 func telemetryOn(ctx context.Context, o *Options, drv string) (Result, error) {
-	small := *o
-	small.Vendors, small.MetersPerRun = 1, 1
-	r, err := startRig(ctx, &small, drv)
+	r, err := startBareRig(ctx, o, drv)
 	if err != nil {
 		return Result{}, err
 	}

@@ -124,6 +124,15 @@ func groupStats(h *headend.Headend) (txs, commits int64) {
 	return 0, 0
 }
 
+// startBareRig starts a head-end with the least registry the vending runs
+// need (one vending point, one meter), for measurements that bring their
+// own meters.
+func startBareRig(ctx context.Context, o *Options, drv string) (*rig, error) {
+	bare := *o
+	bare.Vendors, bare.MetersPerRun = 1, 1
+	return startRig(ctx, &bare, drv)
+}
+
 // startRig starts a head-end on driver and registers vendors and meters.
 func startRig(ctx context.Context, o *Options, driver string) (_ *rig, err error) {
 	r := &rig{driver: driver}
