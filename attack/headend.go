@@ -34,7 +34,8 @@ import (
 )
 
 // A water tariff (rising blocks, free basic water, fixed charge, VAT, debt
-// recovery), copied from vend/testdata.
+// recovery): DOM-2026, a copy of tariff/tarifftest's. The lab ships in the
+// sluice binary, which should not import a test package for it.
 //
 //go:embed testdata/tariff-domestic.json
 var tariffJSON []byte

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +19,7 @@ import (
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
 	"sluice/sts"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 	"sluice/voucher"
 )
@@ -81,12 +81,9 @@ func newEnv(tb testing.TB, db *sqlstore.DB, n, cards int) *env {
 	}); err != nil {
 		tb.Fatal(err)
 	}
-	def, err := os.ReadFile("testdata/domestic.json")
-	if err != nil {
-		tb.Fatal(err)
-	}
+	def := tarifftest.Domestic()
 	e := &env{db: db, km: km, now: clock, keys: &stopKeys{Keys: vend.KMSKeys{KM: km}}}
-	err = db.Tx(ctx, func(tx store.Tx) error {
+	err := db.Tx(ctx, func(tx store.Tx) error {
 		v, err := tx.Vendors().Create(ctx, store.Vendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 100_000_000, FloatCents: 10_000_000})
 		if err != nil {
 			return err

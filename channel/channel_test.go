@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 )
 
@@ -40,12 +40,10 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	t.Helper()
 	ctx := context.Background()
 	km := filekmstest.WithVendingKey(t)
-	def, err := os.ReadFile("testdata/domestic.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	def := tarifftest.Domestic()
 	h := &harness{db: db}
 	var admin store.Operator
+	var err error
 	err = db.Tx(ctx, func(tx store.Tx) error {
 		if h.shop, err = tx.Vendors().Create(ctx, store.Vendor{Code: "MOMO", Name: "Mobile money", DailyLimitCents: 10_000_000}); err != nil {
 			return err

@@ -8,7 +8,6 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -44,6 +43,7 @@ import (
 	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/sqlite"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 	"sluice/vend/engineeringapi"
 	"sluice/webhook"
@@ -378,11 +378,7 @@ func TestConsoleEndToEnd(t *testing.T) {
 	admin.Must(201, "POST", "/vendors", vend.NewVendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 5_000_000}, nil)
 	admin.Must(201, "POST", "/vendors", vend.NewVendor{Code: "SPAZA7", Name: "Corner shop", DailyLimitCents: 500_000}, nil)
 	admin.Must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
-	tariff, err := os.ReadFile("testdata/good_domestic_tariff.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin.Must(200, "PUT", "/tariffs/DOM-2026", json.RawMessage(tariff), nil)
+	admin.Must(200, "PUT", "/tariffs/DOM-2026", tarifftest.Domestic(), nil)
 	admin.Must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-001", Name: "Thandi Nkosi", Address: "12 Vilakazi St", Area: "Soweto"}, nil)
 	admin.Must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-002", Name: "Sipho Dlamini", Area: "Soweto"}, nil)
 	admin.Must(201, "POST", "/meters", vend.NewMeter{Number: pan, Kind: "sts", Customer: "ACC-001", Tariff: "DOM-2026", SupplyGroup: "123457", Area: "Soweto"}, nil)

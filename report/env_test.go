@@ -2,13 +2,13 @@ package report
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
 	"sluice/kms/filekms/filekmstest"
 	"sluice/store"
 	"sluice/store/sqlstore"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 )
 
@@ -35,12 +35,9 @@ func newEnv(t testing.TB, db *sqlstore.DB, start time.Time) *env {
 	t.Helper()
 	ctx := context.Background()
 	km := filekmstest.WithVendingKey(t)
-	def, err := os.ReadFile("testdata/domestic.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	def := tarifftest.Domestic()
 	e := &env{db: db, now: start}
-	err = db.Tx(ctx, func(tx store.Tx) error {
+	err := db.Tx(ctx, func(tx store.Tx) error {
 		actor := func(user, role string, vendorID int64) (vend.Actor, error) {
 			o, err := tx.Operators().Create(ctx, store.Operator{Username: user, DisplayName: user, Role: role, PasswordHash: "x", VendorID: vendorID})
 			return vend.Actor{OperatorID: o.ID, Username: user, Role: role, VendorID: vendorID}, err

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
-	"os"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -22,6 +21,7 @@ import (
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 )
 
@@ -140,11 +140,7 @@ func (h *harness) setup() map[string]*client {
 	admin := h.login("admin", adminPass)
 	admin.must(201, "POST", "/vendors", vend.NewVendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 5_000_000}, nil)
 	admin.must(200, "PUT", "/supply-groups/123457", vend.SupplyGroupSpec{Code: "123457", Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
-	def, err := os.ReadFile("../vend/testdata/domestic.json")
-	if err != nil {
-		h.t.Fatal(err)
-	}
-	admin.must(200, "PUT", "/tariffs/DOM-2026", def, nil)
+	admin.must(200, "PUT", "/tariffs/DOM-2026", tarifftest.Domestic(), nil)
 	admin.must(201, "POST", "/customers", vend.NewCustomer{Account: "ACC-001", Name: "Thandi Nkosi", Area: "Soweto"}, nil)
 	admin.must(201, "POST", "/meters", vend.NewMeter{Number: testPAN, Kind: "sts", Customer: "ACC-001", Tariff: "DOM-2026", SupplyGroup: "123457"}, nil)
 	clients := map[string]*client{auth.Admin: admin}

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"errors"
 	"fmt"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -18,6 +17,7 @@ import (
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
 	"sluice/sts"
+	"sluice/tariff/tarifftest"
 	"sluice/voucher"
 )
 
@@ -53,11 +53,9 @@ func newEnv(t *testing.T, db *sqlstore.DB, float int64) *env {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	def, err := os.ReadFile("testdata/domestic.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	def := tarifftest.Domestic()
 	e := &env{db: db, km: km, now: clock}
+	var err error
 	err = db.Tx(ctx, func(tx store.Tx) error {
 		if e.vendor, err = tx.Vendors().Create(ctx, store.Vendor{Code: "OFFICE1", Name: "Main office", DailyLimitCents: 10_000_000}); err != nil {
 			return err

@@ -8,7 +8,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -24,6 +23,7 @@ import (
 	"sluice/store"
 	"sluice/store/sqlstore"
 	"sluice/store/storetest"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 )
 
@@ -54,13 +54,10 @@ func newHarness(t *testing.T, db *sqlstore.DB) *harness {
 	t.Helper()
 	ctx := context.Background()
 	km := filekmstest.WithVendingKey(t)
-	def, err := os.ReadFile("testdata/domestic.json")
-	if err != nil {
-		t.Fatal(err)
-	}
+	def := tarifftest.Domestic()
 	h := &harness{t: t, db: db, clock: &clock{t: time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)}}
 	var admin store.Operator
-	err = db.Tx(ctx, func(tx store.Tx) error {
+	err := db.Tx(ctx, func(tx store.Tx) error {
 		v, err := tx.Vendors().Create(ctx, store.Vendor{Code: "OFFICE1", Name: "Office", DailyLimitCents: 10_000_000, FloatCents: 0})
 		if err != nil {
 			return err

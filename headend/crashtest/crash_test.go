@@ -34,6 +34,7 @@ import (
 	"sluice/store"
 	"sluice/store/storetest"
 	"sluice/sts"
+	"sluice/tariff/tarifftest"
 	"sluice/vend"
 )
 
@@ -393,11 +394,7 @@ func setUp(t *testing.T, srv *server, sz size) (apiKey string, pans []string) {
 	admin := login(t, srv, "admin", bootPass, "crash test admin password")
 	admin.Must(201, "POST", "/vendors", vend.NewVendor{Code: vendorCode, Name: "Main office", DailyLimitCents: 10_000_000_000}, nil)
 	admin.Must(200, "PUT", "/supply-groups/"+supplyGroup, vend.SupplyGroupSpec{Code: supplyGroup, Name: "North", DKGA: "04", EA: "11", BaseDate: 2014, KRN: 1, TI: 1}, nil)
-	def, err := os.ReadFile("testdata/domestic.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	admin.Must(200, "PUT", "/tariffs/DOM-2026", json.RawMessage(def), nil)
+	admin.Must(200, "PUT", "/tariffs/DOM-2026", tarifftest.Domestic(), nil)
 	for i := range sz.meters {
 		acc := fmt.Sprintf("ACC-%03d", i)
 		admin.Must(201, "POST", "/customers", vend.NewCustomer{Account: acc, Name: "Household " + acc, Area: "Soweto"}, nil)

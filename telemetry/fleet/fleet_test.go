@@ -3,7 +3,6 @@ package fleet_test
 import (
 	"context"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -16,6 +15,7 @@ import (
 	"sluice/meter/sim"
 	"sluice/protect"
 	"sluice/store"
+	"sluice/tariff/tarifftest"
 	"sluice/telemetry/fleet"
 	"sluice/vend"
 )
@@ -39,11 +39,7 @@ func TestFleetAgainstAHeadend(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer h.Shutdown(ctx)
-	def, err := os.ReadFile("../../vend/testdata/domestic.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := h.Vend().PutTariff(ctx, vend.Actor{Username: "test"}, "DOM-2026", def); err != nil {
+	if _, err := h.Vend().PutTariff(ctx, vend.Actor{Username: "test"}, "DOM-2026", tarifftest.Domestic()); err != nil {
 		t.Fatal(err)
 	}
 	const n, first = 4, 9100001
