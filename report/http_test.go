@@ -1,6 +1,7 @@
 package report
 
 import (
+	"bytes"
 	"context"
 	"encoding/csv"
 	"encoding/json"
@@ -13,6 +14,7 @@ import (
 
 	"sluice/auth"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/storetest"
 )
@@ -48,58 +50,78 @@ func TestHTTP(t *testing.T) {
 	mux.Handle("/", srv.Handler())
 	ts := httptest.NewServer(mux)
 	defer ts.Close()
-	get := func(k, path string) (int, string, http.Header) {
-		req, _ := http.NewRequest("GET", ts.URL+"/api/v1"+path, nil)
-		if k != "" {
-			req.Header.Set("Authorization", "Bearer "+k)
-		}
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b), resp.Header
-	}
+	sup, cash := servertest.WithAPIKey(t, ts.URL, super), servertest.WithAPIKey(t, ts.URL, cashier)
 	q := "?from=2026-11-24&to=2026-11-25"
-	code, body, _ := get(super, "/reports/vends"+q)
 	var doc Document
-	if code != 200 || json.Unmarshal([]byte(body), &doc) != nil || len(doc.Rows) != 7 {
-		t.Fatalf("JSON route: %d %s", code, body)
+	sup.Must(200, "GET", "/reports/vends"+q, nil, &doc)
+	if len(doc.Rows) != 7 {
+		t.Fatalf("JSON route: %d rows, want 7: %+v", len(doc.Rows), doc)
 	}
-	code, body, hd := get(super, "/reports/vends/export"+q)
-	recs, err := csv.NewReader(strings.NewReader(body)).ReadAll()
+	code, body, hd := plainGet(t, ts.URL+"/api/v1/reports/vends/export"+q, super)
+	recs, err := csv.NewReader(bytes.NewReader(body)).ReadAll()
 	if code != 200 || err != nil || len(recs) != 9 || !strings.HasPrefix(hd.Get("Content-Type"), "text/csv") {
 		t.Fatalf("CSV export: %d %v %d records\n%s", code, err, len(recs), body)
 	}
 	if got := recs[len(recs)-1][doc.columnIndex("paid_cents")]; got != itoa(doc.Totals["paid_cents"]) {
 		t.Fatalf("CSV total %s, JSON %d", got, doc.Totals["paid_cents"])
 	}
-	code, body, _ = get(super, "/reports/sales/export"+q+"&format=json")
-	if code != 200 || json.Unmarshal([]byte(body), &doc) != nil || doc.Report != "sales" {
-		t.Fatalf("JSON export: %d %s", code, body)
+	sup.Must(200, "GET", "/reports/sales/export"+q+"&format=json", nil, &doc)
+	if doc.Report != "sales" {
+		t.Fatalf("JSON export: report %q, want sales", doc.Report)
 	}
 	for _, c := range []struct {
-		key, path string
-		code      int
-		want      string
+		who  *servertest.Client // nil: no credentials
+		path string
+		code int
+		want string
 	}{
-		{cashier, "/reports/vends" + q, 403, "forbidden"},
-		{cashier, "/reports/vends/export" + q, 403, "forbidden"},
-		{"", "/reports/vends/export" + q, 401, "unauthenticated"},
-		{"slk_nonsense", "/reports/vends/export" + q, 401, "unauthenticated"},
-		{super, "/reports/nope" + q, 404, "not_found"},
-		{super, "/reports/nope/export" + q, 404, "not_found"},
-		{super, "/reports/vends?from=2026-11-24", 422, `"field":"to"`},
-		{super, "/reports/vends/export?from=yesterday&to=2026-11-25", 422, `"field":"from"`},
-		{super, "/reports/settlement" + q + "&supply_group=123457", 422, `"field":"supply_group"`},
-		{super, "/reports/vends/export" + q + "&format=xml", 422, `"field":"format"`},
+		{cash, "/reports/vends" + q, 403, "forbidden"},
+		{cash, "/reports/vends/export" + q, 403, "forbidden"},
+		{nil, "/reports/vends/export" + q, 401, "unauthenticated"},
+		{servertest.WithAPIKey(t, ts.URL, "slk_nonsense"), "/reports/vends/export" + q, 401, "unauthenticated"},
+		{sup, "/reports/nope" + q, 404, "not_found"},
+		{sup, "/reports/nope/export" + q, 404, "not_found"},
+		{sup, "/reports/vends?from=2026-11-24", 422, `"field":"to"`},
+		{sup, "/reports/vends/export?from=yesterday&to=2026-11-25", 422, `"field":"from"`},
+		{sup, "/reports/settlement" + q + "&supply_group=123457", 422, `"field":"supply_group"`},
+		{sup, "/reports/vends/export" + q + "&format=xml", 422, `"field":"format"`},
 	} {
-		code, body, _ := get(c.key, c.path)
-		if code != c.code || !strings.Contains(body, c.want) {
+		var code int
+		var body []byte
+		if c.who == nil {
+			code, body, _ = plainGet(t, ts.URL+"/api/v1"+c.path, "")
+		} else {
+			code, body = c.who.Do("GET", c.path, nil)
+		}
+		if code != c.code || !strings.Contains(string(body), c.want) {
 			t.Errorf("GET %s: %d %s, want %d with %s", c.path, code, body, c.code, c.want)
 		}
 	}
+}
+
+// plainGet calls url with key as its Bearer token, or with no credentials
+// when key is empty, and returns the response headers too: servertest
+// neither returns headers (the CSV export's Content-Type) nor calls without
+// credentials.
+func plainGet(t *testing.T, url, key string) (int, []byte, http.Header) {
+	t.Helper()
+	req, err := http.NewRequest("GET", url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b, resp.Header
 }
 
 func (d *Document) columnIndex(name string) int {

@@ -1,7 +1,9 @@
 package webhook
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -13,6 +15,7 @@ import (
 	"sluice/channel"
 	"sluice/report"
 	"sluice/server"
+	"sluice/server/servertest"
 	"sluice/store"
 	"sluice/store/storetest"
 	"sluice/vend"
@@ -49,38 +52,28 @@ func TestRoleMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	keys := map[string]string{"anonymous": ""}
-	for role, o := range ops {
-		_, k, err := as.CreateAPIKey(ctx, auth.Principal{Operator: ops[auth.Admin]}, o.Username, "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[role] = k
-	}
 	vs := vend.New(vend.Config{Store: db})
 	routes := slices.Concat(report.Routes(report.New(db, nil, nil)), channel.Routes(channel.New(db, vs, nil, "")), Routes(NewAdmin(db, nil, nil)))
 	srv := server.New(server.Config{Store: db, Auth: as, Vend: vs, Extra: routes})
 	ts := httptest.NewServer(srv.Handler())
 	defer ts.Close()
+	callers := map[string]func(method, path string, body any) (int, []byte){}
+	for role, o := range ops {
+		_, k, err := as.CreateAPIKey(ctx, auth.Principal{Operator: ops[auth.Admin]}, o.Username, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		callers[role] = servertest.WithAPIKey(t, ts.URL, k).Do
+	}
+	callers["anonymous"] = func(method, path string, body any) (int, []byte) { return anonymous(t, ts.URL, method, path, body) }
 	fill := strings.NewReplacer("{name}", "vends", "{client_id}", "X-1", "{vendor}", "MOMO", "{id}", "1")
 	for _, rt := range routes {
-		for who, key := range keys {
-			var body io.Reader
+		for who, call := range callers {
+			var body any // an untyped nil sends no body; a nil RawMessage would send null
 			if rt.Method != "GET" {
-				body = strings.NewReader("{}")
+				body = json.RawMessage("{}")
 			}
-			req, _ := http.NewRequest(rt.Method, ts.URL+"/api/v1"+fill.Replace(rt.Path), body)
-			req.Header.Set("Content-Type", "application/json")
-			if key != "" {
-				req.Header.Set("Authorization", "Bearer "+key)
-			}
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			code := resp.StatusCode
+			code, b := call(rt.Method, fill.Replace(rt.Path), body)
 			switch {
 			case rt.Roles == nil:
 				t.Errorf("%s %s is public", rt.Method, rt.Path)
@@ -106,4 +99,35 @@ func TestRoleMatrix(t *testing.T) {
 			t.Errorf("OpenAPI document lacks %s %s", rt.Method, rt.Path)
 		}
 	}
+}
+
+// anonymous calls the API (path under /api/v1) at url with no credentials:
+// servertest's clients all carry a session or an API key.
+func anonymous(t *testing.T, url, method, path string, body any) (int, []byte) {
+	t.Helper()
+	var rd io.Reader
+	if body != nil {
+		js, err := json.Marshal(body)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rd = bytes.NewReader(js)
+	}
+	req, err := http.NewRequest(method, url+"/api/v1"+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp.StatusCode, b
 }
