@@ -20,7 +20,8 @@ import (
 // Frames are stored in three steps inside one transaction:
 //
 //  1. their identities go into telemetry_frames with ON CONFLICT DO NOTHING,
-//     which reports the ones that were new; a frame that conflicted is a
+//     which reports the ones that were new (on PostgreSQL after a COPY that
+//     assumes all are: see pgOps.insertFrames); a frame that conflicted is a
 //     retransmission when the stored tag equals its own, else a reused
 //     counter;
 //  2. the bodies of the new frames only go into readings, telemetry_events
