@@ -24,6 +24,7 @@
 package bench
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -66,6 +67,12 @@ type Options struct {
 	// Only, when not empty, runs the measurements whose names start with
 	// one of these prefixes (sts, meter, vend, fleet, campaign, telemetry).
 	Only []string
+	// Repeat, when above 1, runs the whole selection that many times in
+	// rounds and reports each figure's median, with every round's value in
+	// its parameters. On a shared machine one run's figures move by tens of
+	// percent; rounds spread a measurement over time, so that a busy
+	// minute moves one value of each figure, not all of one figure's.
+	Repeat int
 
 	// Overrides for tests; zero means the mode's default.
 	CPUTime           time.Duration // per CPU-bound figure
@@ -184,12 +191,32 @@ func one(on func(context.Context, *Options, string) (Result, error)) func(contex
 	}
 }
 
-// Run performs the selected measurements in order and returns every figure.
-// A measurement that cannot run (no PostgreSQL) is reported on Progress and
-// skipped; an error in one that should run stops the whole run.
+// Run performs the selected measurements in order and returns every figure
+// (the median of Repeat rounds). A measurement that cannot run (no
+// PostgreSQL) is reported on Progress and skipped; an error in one that
+// should run stops the whole run.
 func Run(ctx context.Context, opt Options) ([]Result, error) {
 	opt.defaults()
 	opt.say("%s, %d CPUs (GOMAXPROCS %d), %s/%s, quick=%v", runtime.Version(), runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, opt.Quick)
+	rounds := max(opt.Repeat, 1)
+	var all [][]Result
+	for round := 1; round <= rounds; round++ {
+		if rounds > 1 {
+			opt.say("round %d of %d", round, rounds)
+		}
+		rs, err := runOnce(ctx, &opt)
+		if err != nil {
+			return rs, err
+		}
+		all = append(all, rs)
+	}
+	if rounds == 1 {
+		return all[0], nil
+	}
+	return medians(all), nil
+}
+
+func runOnce(ctx context.Context, opt *Options) ([]Result, error) {
 	var out []Result
 	groups := []struct {
 		name string
@@ -209,29 +236,53 @@ func Run(ctx context.Context, opt Options) ([]Result, error) {
 		if err := ctx.Err(); err != nil {
 			return out, err
 		}
-		rs, err := g.run(ctx, &opt)
+		rs, err := g.run(ctx, opt)
 		out = append(out, rs...)
 		if err != nil {
 			return out, fmt.Errorf("%s: %w", g.name, err)
 		}
 	}
-	for _, n := range notYet {
-		opt.say("%s: not yet measurable (%s)", n.name, n.why)
-	}
 	return out, nil
 }
 
-// notYet are the figures whose code has not landed.
-var notYet = []struct{ name, why string }{}
-
-// NotYetMeasurable lists the figures whose code has not landed yet, as
-// "name: reason" lines for the report.
-func NotYetMeasurable() []string {
-	var s []string
-	for _, n := range notYet {
-		s = append(s, n.name+": "+n.why)
+// medians merges rounds of results into one result per figure, in the
+// order of the first round: the median value (the mean of the middle two
+// for an even count), the parameters of the round of the (lower) middle
+// value, and every round's value, in round order, under "rounds". A figure missing from some rounds (a
+// PostgreSQL that went away) is the median of the rounds that have it.
+func medians(rounds [][]Result) []Result {
+	byName := map[string][]Result{}
+	var order []string
+	for _, rs := range rounds {
+		for _, r := range rs {
+			if _, seen := byName[r.Name]; !seen {
+				order = append(order, r.Name)
+			}
+			byName[r.Name] = append(byName[r.Name], r)
+		}
 	}
-	return s
+	out := make([]Result, 0, len(order))
+	for _, name := range order {
+		rs := byName[name]
+		values := make([]float64, len(rs))
+		for i, r := range rs {
+			values[i] = r.Value
+		}
+		sorted := slices.Clone(rs)
+		slices.SortStableFunc(sorted, func(a, b Result) int { return cmp.Compare(a.Value, b.Value) })
+		m := sorted[(len(sorted)-1)/2]
+		if len(sorted)%2 == 0 {
+			m.Value = (m.Value + sorted[len(sorted)/2].Value) / 2
+		}
+		params := maps.Clone(m.Params)
+		if params == nil {
+			params = map[string]any{}
+		}
+		params["rounds"] = values
+		m.Params = params
+		out = append(out, m)
+	}
+	return out
 }
 
 // WriteTable prints the results as an aligned table.
@@ -240,10 +291,6 @@ func WriteTable(w io.Writer, rs []Result) error {
 	fmt.Fprintln(tw, "MEASUREMENT\tVALUE\tUNIT\tGOAL\tPARAMETERS")
 	for _, r := range rs {
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.Name, formatValue(r.Value), r.Unit, r.Goal, formatParams(r.Params))
-	}
-	for _, n := range NotYetMeasurable() {
-		name, why, _ := strings.Cut(n, ": ")
-		fmt.Fprintf(tw, "%s\t-\t\t\tnot yet measurable: %s\n", name, why)
 	}
 	return tw.Flush()
 }
@@ -275,6 +322,15 @@ func formatParams(p map[string]any) string {
 	for i, k := range slices.Sorted(maps.Keys(p)) {
 		if i > 0 {
 			b.WriteByte(' ')
+		}
+		if vs, ok := p[k].([]float64); ok {
+			// A figure's rounds read like the figure itself.
+			fs := make([]string, len(vs))
+			for j, v := range vs {
+				fs[j] = formatValue(v)
+			}
+			fmt.Fprintf(&b, "%s=%s", k, strings.Join(fs, ","))
+			continue
 		}
 		fmt.Fprintf(&b, "%s=%v", k, p[k])
 	}

@@ -155,3 +155,13 @@ func TestServeProcess(t *testing.T) {
 		t.Errorf("no shutdown log line:\n%s", stderr.String())
 	}
 }
+
+// A bench run asked for no rounds is refused before anything runs.
+func TestBenchRepeatMustBePositive(t *testing.T) {
+	for _, n := range []string{"0", "-2"} {
+		code, out, errs := runCLI(t, "", nil, "bench", "--repeat", n, "--only", "meter")
+		if code != 2 || !strings.Contains(errs, "--repeat") || out != "" {
+			t.Errorf("--repeat %s: exit %d, stdout %q, stderr %q", n, code, out, errs)
+		}
+	}
+}
