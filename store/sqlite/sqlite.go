@@ -7,7 +7,9 @@
 // SQLite admits one writer at a time; rather than letting writers spin on
 // SQLITE_BUSY, all read-write transactions share one connection (database/sql
 // queues them in Go) and begin IMMEDIATE, while readers use a separate pool
-// that WAL lets run beside the writer.
+// that WAL lets run beside the writer. Checkpoints, which copy the WAL back
+// into the database file, run beside the writer too (checkpoint.go), not
+// inside the commits of the transactions queued for it.
 package sqlite
 
 import (
