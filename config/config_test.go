@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -22,6 +23,23 @@ func TestDefaultsRunEmbedded(t *testing.T) {
 	}
 	if c.KMS.File != filepath.Join("sluice-data", "keys.sealed") {
 		t.Errorf("kms.file = %q", c.KMS.File)
+	}
+}
+
+// The default pool follows the machine: four connections per CPU, between
+// 4 and 16, and a loaded configuration gets it unless it names its own.
+func TestDefaultMaxConns(t *testing.T) {
+	for cpus, want := range map[int]int{1: 4, 2: 8, 3: 12, 4: 16, 64: 16} {
+		if got := DefaultMaxConns(cpus); got != want {
+			t.Errorf("DefaultMaxConns(%d) = %d, want %d", cpus, got, want)
+		}
+	}
+	c, err := Load("", noEnv, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Database.MaxConns != DefaultMaxConns(runtime.NumCPU()) {
+		t.Errorf("database.max_conns = %d on %d CPUs, want %d", c.Database.MaxConns, runtime.NumCPU(), DefaultMaxConns(runtime.NumCPU()))
 	}
 }
 
