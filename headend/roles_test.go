@@ -1,12 +1,9 @@
 package headend
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"log/slog"
-	"net/http"
 	"path/filepath"
 	"regexp"
 	"slices"
@@ -34,7 +31,7 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 	admin.Must(201, "POST", "/vendors", json.RawMessage(`{"code":"V1","name":"V1","daily_limit_cents":100}`), nil)
 	callers := map[string]func(method, path string, body any) (int, []byte){
 		"admin":     admin.Do,
-		"anonymous": func(method, path string, body any) (int, []byte) { return anonymous(t, h.URL(), method, path, body) },
+		"anonymous": servertest.Anonymous(t, h.URL()).Do,
 	}
 	for _, role := range []string{"supervisor", "vendor", "engineer", "auditor"} {
 		body := map[string]string{"username": role + "1", "display_name": role, "role": role}
@@ -50,7 +47,7 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 		callers[role] = c.Do
 	}
 
-	code, doc := anonymous(t, h.URL(), "GET", "/openapi.json", nil)
+	code, doc := servertest.Anonymous(t, h.URL()).Do("GET", "/openapi.json", nil)
 	if code != 200 {
 		t.Fatalf("openapi.json without credentials: %d %.200s", code, doc)
 	}
@@ -115,40 +112,6 @@ func TestEveryRouteHasItsRoleRule(t *testing.T) {
 		t.Fatalf("only %d operations documented", ops)
 	}
 	t.Logf("%d operations x %d callers checked", ops, len(callers))
-}
-
-// anonymous calls the API (path under /api/v1) at url as a console with no
-// session: servertest's clients are all logged in. It still sends the
-// console's header, so that a refusal is about the missing credentials
-// rather than the CSRF defence.
-func anonymous(t *testing.T, url, method, path string, body any) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, url+"/api/v1"+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	req.Header.Set("X-Sluice-Console", "1")
-	resp, err := new(http.Client).Do(req) // no jar: no session
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
 }
 
 // roleRefused recognises the server's answer to a role not allowed.

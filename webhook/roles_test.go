@@ -1,11 +1,8 @@
 package webhook
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
-	"io"
-	"net/http"
 	"net/http/httptest"
 	"slices"
 	"strings"
@@ -65,7 +62,7 @@ func TestRoleMatrix(t *testing.T) {
 		}
 		callers[role] = servertest.WithAPIKey(t, ts.URL, k).Do
 	}
-	callers["anonymous"] = func(method, path string, body any) (int, []byte) { return anonymous(t, ts.URL, method, path, body) }
+	callers["anonymous"] = servertest.Anonymous(t, ts.URL).Do
 	fill := strings.NewReplacer("{name}", "vends", "{client_id}", "X-1", "{vendor}", "MOMO", "{id}", "1")
 	for _, rt := range routes {
 		for who, call := range callers {
@@ -99,35 +96,4 @@ func TestRoleMatrix(t *testing.T) {
 			t.Errorf("OpenAPI document lacks %s %s", rt.Method, rt.Path)
 		}
 	}
-}
-
-// anonymous calls the API (path under /api/v1) at url with no credentials:
-// servertest's clients all carry a session or an API key.
-func anonymous(t *testing.T, url, method, path string, body any) (int, []byte) {
-	t.Helper()
-	var rd io.Reader
-	if body != nil {
-		js, err := json.Marshal(body)
-		if err != nil {
-			t.Fatal(err)
-		}
-		rd = bytes.NewReader(js)
-	}
-	req, err := http.NewRequest(method, url+"/api/v1"+path, rd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rd != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp.StatusCode, b
 }

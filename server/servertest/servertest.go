@@ -1,8 +1,8 @@
 // Package servertest drives a head-end's HTTP API from tests the way its two
 // kinds of caller do: Login makes a Client that is one logged-in console
 // session (cookie and console header), WithAPIKey one that is a terminal or
-// integration sending Authorization: Bearer <API key> and nothing else. Both
-// share Do and Must, and Must asserts the exact status a call answers, so a
+// integration sending Authorization: Bearer <API key> and nothing else, and
+// Anonymous one with no credentials at all. All share Do and Must, and Must asserts the exact status a call answers, so a
 // test states 201 or 403 rather than "some success" or "some refusal".
 // Programs that talk to a head-end use package client instead.
 package servertest
@@ -16,8 +16,8 @@ import (
 	"testing"
 )
 
-// Client is one caller of a head-end at URL: a console session, or an API
-// key when key is set.
+// Client is one caller of a head-end at URL: a console session (or, without
+// one, an anonymous caller), or an API key when key is set.
 type Client struct {
 	t    testing.TB
 	url  string
@@ -52,6 +52,14 @@ func WithAPIKey(t testing.TB, url, key string) *Client {
 		t.Fatal("servertest.WithAPIKey: empty key")
 	}
 	return &Client{t: t, url: url, key: key, http: &http.Client{}}
+}
+
+// Anonymous returns a client with no credentials for the head-end at url:
+// no session, no API key. It sends the console's header like a console
+// that has not logged in, so that a refusal is about the missing
+// credentials; without a session cookie the header changes nothing.
+func Anonymous(t testing.TB, url string) *Client {
+	return &Client{t: t, url: url, http: &http.Client{}}
 }
 
 // Do calls the API (path under /api/v1) with body as JSON, if not nil, and

@@ -35,6 +35,10 @@ func TestCallersSendTheirOwnCredentials(t *testing.T) {
 	if got != (seen{Auth: "Bearer slk_test", Body: `{"a":1}`}) {
 		t.Errorf("API-key client sent %+v", got)
 	}
+	Anonymous(t, ts.URL).Must(200, "POST", "/echo", nil, &got)
+	if got != (seen{Console: "1"}) {
+		t.Errorf("anonymous caller sent %+v", got)
+	}
 	Login(t, ts.URL, "admin", "pw").Must(200, "POST", "/echo", nil, &got)
 	if got != (seen{Console: "1", Cookie: "s1"}) {
 		t.Errorf("console session sent %+v", got)
