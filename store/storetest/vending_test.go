@@ -53,35 +53,44 @@ func newFixture(t *testing.T, db *sqlstore.DB, float int64) fixture {
 	return f
 }
 
+// contend makes 80 attempts from 16 goroutines at once (try(i, j): the
+// goroutine's i, its j-th attempt) and counts those that succeeded and
+// those refused as isRefused says; any other error fails the test.
+func contend(t *testing.T, try func(i, j int) error, isRefused func(error) bool) (ok, refused int64) {
+	var okN, refusedN atomic.Int64
+	var wg sync.WaitGroup
+	for i := 0; i < 16; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := 0; j < 5; j++ {
+				switch err := try(i, j); {
+				case err == nil:
+					okN.Add(1)
+				case isRefused(err):
+					refusedN.Add(1)
+				default:
+					t.Error(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return okN.Load(), refusedN.Load()
+}
+
 func TestFloatNeverNegativeUnderConcurrency(t *testing.T) {
 	Each(t, func(t *testing.T, db *sqlstore.DB) {
 		ctx := context.Background()
 		f := newFixture(t, db, 10_000)
-		var ok, refused atomic.Int64
-		var wg sync.WaitGroup
-		for i := 0; i < 16; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := 0; j < 5; j++ {
-					err := db.Tx(ctx, func(tx store.Tx) error {
-						_, err := tx.Vendors().AdjustFloat(ctx, f.vendor.ID, -300)
-						return err
-					})
-					switch {
-					case err == nil:
-						ok.Add(1)
-					case errors.Is(err, store.ErrConstraint):
-						refused.Add(1)
-					default:
-						t.Error(err)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if ok.Load() != 33 || refused.Load() != 80-33 {
-			t.Fatalf("%d debits accepted, %d refused; want 33 and 47", ok.Load(), refused.Load())
+		ok, refused := contend(t, func(_, _ int) error {
+			return db.Tx(ctx, func(tx store.Tx) error {
+				_, err := tx.Vendors().AdjustFloat(ctx, f.vendor.ID, -300)
+				return err
+			})
+		}, func(err error) bool { return errors.Is(err, store.ErrConstraint) })
+		if ok != 33 || refused != 80-33 {
+			t.Fatalf("%d debits accepted, %d refused; want 33 and 47", ok, refused)
 		}
 		db.Read(ctx, func(tx store.Tx) error {
 			v, err := tx.Vendors().ByID(ctx, f.vendor.ID)
@@ -225,28 +234,11 @@ func TestDailyLimitUnderConcurrency(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var ok, refused atomic.Int64
-		var wg sync.WaitGroup
-		for i := 0; i < 16; i++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for j := 0; j < 5; j++ {
-					err := buy(db, f, meters[i%len(meters)], fmt.Sprintf("k%d-%d", i, j), 30_000, "2026-11-25")
-					switch {
-					case err == nil:
-						ok.Add(1)
-					case overLimit(err):
-						refused.Add(1)
-					default:
-						t.Error(err)
-					}
-				}
-			}()
-		}
-		wg.Wait()
-		if ok.Load() != 33 || refused.Load() != 80-33 {
-			t.Fatalf("%d sales accepted, %d refused; want 33 and 47", ok.Load(), refused.Load())
+		ok, refused := contend(t, func(i, j int) error {
+			return buy(db, f, meters[i%len(meters)], fmt.Sprintf("k%d-%d", i, j), 30_000, "2026-11-25")
+		}, overLimit)
+		if ok != 33 || refused != 80-33 {
+			t.Fatalf("%d sales accepted, %d refused; want 33 and 47", ok, refused)
 		}
 		db.Read(ctx, func(tx store.Tx) error {
 			if s, err := tx.Vendors().DaySales(ctx, f.vendor.ID, "2026-11-25"); s != 33*30_000 || err != nil {
